@@ -1,0 +1,131 @@
+"""The medical assistant behind ``medmllm ask`` and ``medmllm chat``: prompt + model + answer.
+
+Library first: the CLI only parses flags and prints what this module returns.
+
+Example:
+    >>> from medmllm import Assistant
+    >>> bot = Assistant.load()  # embedded offline model  # doctest: +SKIP
+    >>> bot.ask("What is the first-line drug for type 2 diabetes?").answer  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from medmllm.errors import InvalidRequestError
+from medmllm.models.generator import BaseGenerator, Message, SamplingParams, Usage, load_generator
+from medmllm.prompts.system import MEDICAL_SYSTEM_PROMPT, build_messages
+
+
+@dataclass
+class Answer:
+    """One answered question, as printed by ``medmllm ask --json``."""
+
+    question: str
+    answer: str
+    model: str
+    backend: str
+    usage: Usage
+    latency_s: float
+    ttft_s: float | None = None
+    finish_reason: str = "stop"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "model": self.model,
+            "backend": self.backend,
+            "usage": self.usage.to_dict(),
+            "latency_s": round(self.latency_s, 4),
+            "ttft_s": None if self.ttft_s is None else round(self.ttft_s, 4),
+            "finish_reason": self.finish_reason,
+            **self.extra,
+        }
+
+
+def check_question(question: str) -> str:
+    """Reject empty or whitespace-only questions with a clear error."""
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidRequestError("the question is empty", hint='ask e.g. "What is HbA1c?"')
+    return question.strip()
+
+
+class Assistant:
+    """A generator with the medical system prompt and an optional conversation history.
+
+    Args:
+        generator: any :class:`~medmllm.models.generator.Generator`.
+        system_prompt: replaces the default safety-framed medical prompt.
+        keep_history: remember turns (``medmllm chat``) or answer each question alone.
+    """
+
+    def __init__(
+        self,
+        generator: BaseGenerator,
+        *,
+        system_prompt: str = MEDICAL_SYSTEM_PROMPT,
+        keep_history: bool = False,
+    ) -> None:
+        self.generator = generator
+        self.system_prompt = system_prompt
+        self.keep_history = keep_history
+        self.history: list[Message] = []
+
+    @classmethod
+    def load(
+        cls, backend: str | None = None, model: str | None = None, **kwargs: Any
+    ) -> Assistant:
+        """Build the generator with :func:`~medmllm.models.generator.load_generator`."""
+        return cls(load_generator(backend, model), **kwargs)
+
+    def stream(
+        self, question: str, *, max_tokens: int = 256, temperature: float = 0.0, seed: int | None = None
+    ) -> Iterator[str | Answer]:
+        """Yield text deltas, then the final :class:`Answer`."""
+        question = check_question(question)
+        SamplingParams(max_tokens=max_tokens, temperature=temperature)  # validate before loading
+        messages = build_messages(question, self.history, self.system_prompt)
+        start = time.perf_counter()
+        ttft = None
+        parts: list[str] = []
+        usage, finish = Usage(), "stop"
+        for chunk in self.generator.stream(
+            messages, max_tokens=max_tokens, temperature=temperature, seed=seed
+        ):
+            if chunk.text:
+                if ttft is None:
+                    ttft = time.perf_counter() - start
+                parts.append(chunk.text)
+                yield chunk.text
+            if chunk.usage is not None:
+                usage = chunk.usage
+            if chunk.finish_reason is not None:
+                finish = chunk.finish_reason
+        text = "".join(parts).strip()
+        if self.keep_history:
+            self.history += [Message("user", question), Message("assistant", text)]
+        yield Answer(
+            question=question,
+            answer=text,
+            model=self.generator.model_id,
+            backend=self.generator.backend,
+            usage=usage,
+            latency_s=time.perf_counter() - start,
+            ttft_s=ttft,
+            finish_reason=finish,
+        )
+
+    def ask(self, question: str, **kwargs: Any) -> Answer:
+        """Answer one question (see :meth:`stream` for the options)."""
+        *_, final = self.stream(question, **kwargs)
+        assert isinstance(final, Answer)
+        return final
+
+    def reset(self) -> None:
+        """Forget the conversation."""
+        self.history.clear()

@@ -1,0 +1,107 @@
+"""``medmllm ask`` and ``medmllm chat``."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+
+from medmllm.assistant import Answer, Assistant, check_question
+from medmllm.models.generator import SamplingParams
+
+BACKEND_OPT = typer.Option(None, "--backend", "-b", help="hf, llamacpp or openai (default: auto).")
+MODEL_OPT = typer.Option(
+    None, "--model", "-m", help="Hub id, model folder, GGUF file; default: the embedded model."
+)
+MAX_TOKENS_OPT = typer.Option(256, "--max-tokens", help="Most tokens to generate (>= 1).")
+BASE_URL_OPT = typer.Option(
+    None, "--base-url", help="OpenAI-compatible server URL (openai backend), e.g. http://host/v1."
+)
+
+
+def _generator_options(base_url: str | None) -> dict[str, str]:
+    return {"base_url": base_url} if base_url else {}
+
+
+def ask(
+    question: str = typer.Argument(..., help="The medical question."),
+    backend: str | None = BACKEND_OPT,
+    model: str | None = MODEL_OPT,
+    max_tokens: int = MAX_TOKENS_OPT,
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    base_url: str | None = BASE_URL_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+) -> None:
+    """Answer a medical question (streams the answer as it is generated)."""
+    check_question(question)
+    SamplingParams(max_tokens=max_tokens, temperature=temperature)  # fail before loading a model
+    from medmllm.models.generator import load_generator
+
+    generator = load_generator(backend, model, **_generator_options(base_url))
+    bot = Assistant(generator)
+    console = Console(highlight=False)
+    final: Answer | None = None
+    try:
+        for item in bot.stream(question, max_tokens=max_tokens, temperature=temperature):
+            if isinstance(item, Answer):
+                final = item
+            elif not as_json:
+                console.print(item, end="", soft_wrap=True, markup=False)
+    finally:
+        generator.close()
+    assert final is not None
+    if as_json:
+        typer.echo(json.dumps(final.to_dict(), ensure_ascii=False))
+    else:
+        console.print()
+        console.print(
+            f"[dim]{final.backend} · {final.model} · {final.usage.completion_tokens} tokens · "
+            f"{final.latency_s:.1f} s · not a substitute for a clinician[/]"
+        )
+
+
+def chat(
+    backend: str | None = BACKEND_OPT,
+    model: str | None = MODEL_OPT,
+    max_tokens: int = MAX_TOKENS_OPT,
+    base_url: str | None = BASE_URL_OPT,
+) -> None:
+    """Interactive multi-turn chat; type /exit to leave, /reset to forget the conversation."""
+    SamplingParams(max_tokens=max_tokens)
+    from medmllm.models.generator import load_generator
+
+    console = Console(highlight=False)
+    generator = load_generator(backend, model, **_generator_options(base_url))
+    bot = Assistant(generator, keep_history=True)
+    console.print(
+        f"[bold]medmllm chat[/] · {generator.backend} · {generator.model_id} "
+        "· /exit to quit, /reset to start over"
+    )
+    try:
+        while True:
+            try:
+                line = console.input("[bold cyan]you> [/]")
+            except EOFError:
+                break
+            command = line.strip()
+            if command in ("/exit", "/quit"):
+                break
+            if command == "/reset":
+                bot.reset()
+                console.print("[dim](conversation cleared)[/]")
+                continue
+            if not command:
+                continue
+            console.print("[bold green]assistant> [/]", end="")
+            for item in bot.stream(command, max_tokens=max_tokens):
+                if not isinstance(item, Answer):
+                    console.print(item, end="", soft_wrap=True, markup=False)
+            console.print()
+    finally:
+        generator.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ask")(ask)
+    app.command("chat")(chat)

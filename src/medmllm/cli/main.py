@@ -1,0 +1,79 @@
+"""Entry point: builds the typer app and turns user errors into one line + exit code 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from medmllm import __version__
+from medmllm.errors import MedMLLMError
+
+app = typer.Typer(
+    name="medmllm",
+    help="Build, ground, evaluate and serve medical (M)LLMs on your own hardware, offline-first.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medmllm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """medmllm: medical LLM toolkit."""
+
+
+def _register_commands() -> None:
+    # Imported here so `medmllm --version` stays fast and each group is its own module.
+    from medmllm.cli import ask, models
+
+    ask.register(app)
+    models.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print ``error: …`` and exit 2 without a traceback."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(args=argv, standalone_mode=False)
+    except MedMLLMError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+        if exc.hint:
+            err_console.print(f"  fix: {exc.hint}", soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("aborted")
+        return 1
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

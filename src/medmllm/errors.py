@@ -1,0 +1,71 @@
+"""One exception tree for the whole toolkit.
+
+Every error a *user* can cause derives from :class:`MedMLLMError`. The CLI turns these into a
+one-line message and exit code 2 (never a traceback); anything else is a bug and keeps its
+traceback. Messages say what was wrong, the value received, and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class MedMLLMError(Exception):
+    """Base class for user-facing errors.
+
+    Args:
+        message: what went wrong, quoting the offending value.
+        hint: how to fix it (the flag, key or ``pip install`` to use); shown after the message.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(MedMLLMError):
+    """A configuration value or file is invalid."""
+
+
+class UnknownNameError(MedMLLMError, KeyError):
+    """A registry lookup for a name that is not registered."""
+
+
+class InvalidRequestError(MedMLLMError, ValueError):
+    """Arguments to a call are out of range or empty (e.g. ``max_tokens <= 0``)."""
+
+
+class UnsupportedInputError(MedMLLMError):
+    """The component cannot take this kind of input (e.g. images on a text-only backend)."""
+
+
+class ModelNotFoundError(MedMLLMError, FileNotFoundError):
+    """A model id or path does not resolve to anything loadable."""
+
+
+class InvalidModelFileError(MedMLLMError):
+    """A file exists but is not a model of the expected format (e.g. not a GGUF)."""
+
+
+class MissingDependencyError(MedMLLMError, ImportError):
+    """An optional dependency is not installed; the hint gives the install command."""
+
+
+class BackendConnectionError(MedMLLMError, ConnectionError):
+    """A remote backend (OpenAI-compatible server) could not be reached or answered an error."""
+
+
+class OfflineError(MedMLLMError):
+    """A network access was attempted while ``MEDMLLM_OFFLINE=1``."""
+
+
+class DataNotFoundError(MedMLLMError, FileNotFoundError):
+    """A dataset, corpus or index is missing or unreadable."""
+
+
+class DataFormatError(MedMLLMError, ValueError):
+    """Input data is malformed (the message names the file and row/line)."""

@@ -1,0 +1,1 @@
+"""eval room (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Generator backends; each module registers one class in ``medmllm.models.generator.BACKENDS``."""

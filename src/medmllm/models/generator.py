@@ -1,0 +1,361 @@
+"""The ``Generator`` interface every model backend implements, and its typed values.
+
+Three methods cover everything the toolkit asks of a model:
+
+* :meth:`Generator.chat` — a full reply with token counts and timing;
+* :meth:`Generator.stream` — the same reply as text deltas (CLI, web UI);
+* :meth:`Generator.loglikelihood` — summed log-probabilities of continuations given contexts,
+  which is how multiple-choice evaluation scores options without sampling.
+
+Backends subclass :class:`BaseGenerator` (validation and shared plumbing live there) and register
+themselves in :data:`BACKENDS`. :func:`load_generator` is the one way to build one.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from medmllm.errors import InvalidRequestError, UnsupportedInputError
+from medmllm.registry import Registry
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "error"]
+ImageInput = Any  # a path, PIL image or array; multimodal backends document what they take
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn."""
+
+    role: Role
+    content: str
+
+    @classmethod
+    def coerce(cls, value: Message | dict[str, str]) -> Message:
+        if isinstance(value, Message):
+            return value
+        try:
+            return cls(role=value["role"], content=value["content"])  # type: ignore[arg-type]
+        except (KeyError, TypeError):
+            raise InvalidRequestError(
+                f"a chat message must have 'role' and 'content', got {value!r}"
+            ) from None
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished reply.
+
+    Attributes:
+        text: the generated text.
+        finish_reason: ``"stop"`` (end of turn or stop string) or ``"length"`` (max_tokens).
+        usage: prompt and completion token counts.
+        latency_s: wall time of the whole call.
+        ttft_s: time to the first generated token (None if unknown).
+        model: the model id or path that produced it.
+        backend: the backend name.
+    """
+
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    latency_s: float
+    ttft_s: float | None = None
+    model: str = ""
+    backend: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage.to_dict(),
+            "latency_s": self.latency_s,
+            "ttft_s": self.ttft_s,
+            "model": self.model,
+            "backend": self.backend,
+        }
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """A text delta; the last chunk of a stream carries ``finish_reason`` and ``usage``."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """Score ``continuation`` after ``context`` (e.g. a question prompt and ``" B"``)."""
+
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Decoding settings shared by all backends.
+
+    Attributes:
+        max_tokens: upper bound on generated tokens (> 0).
+        temperature: 0 means greedy decoding.
+        top_p: nucleus sampling mass in (0, 1].
+        stop: strings that end generation (not included in the text).
+        seed: seed for sampled decoding; same seed, same output on the same backend.
+    """
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_tokens, int) or self.max_tokens <= 0:
+            raise InvalidRequestError(
+                f"max_tokens must be a positive integer, got {self.max_tokens!r}",
+                hint="pass --max-tokens N with N >= 1",
+            )
+        if self.temperature < 0:
+            raise InvalidRequestError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p!r}")
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """What the rest of the toolkit may call on a model."""
+
+    backend: str
+    model_id: str
+
+    def chat(
+        self,
+        messages: Sequence[Message | dict[str, str]],
+        images: Sequence[ImageInput] | None = None,
+        **sampling: Any,
+    ) -> Completion: ...
+
+    def stream(
+        self,
+        messages: Sequence[Message | dict[str, str]],
+        images: Sequence[ImageInput] | None = None,
+        **sampling: Any,
+    ) -> Iterator[StreamChunk]: ...
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]: ...
+
+
+class BaseGenerator(abc.ABC):
+    """Shared plumbing: argument checks, ``chat`` built on ``stream``, timing.
+
+    Subclasses implement :meth:`_stream` and :meth:`_loglikelihood`; they may override
+    :meth:`chat` when the engine has a faster non-streaming path.
+    """
+
+    backend: str = ""
+    supports_images: bool = False
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    # -- public API ---------------------------------------------------------------------------
+    def chat(
+        self,
+        messages: Sequence[Message | dict[str, str]],
+        images: Sequence[ImageInput] | None = None,
+        **sampling: Any,
+    ) -> Completion:
+        start = time.perf_counter()
+        ttft: float | None = None
+        parts: list[str] = []
+        finish: FinishReason = "stop"
+        usage = Usage()
+        for chunk in self.stream(messages, images, **sampling):
+            if chunk.text and ttft is None:
+                ttft = time.perf_counter() - start
+            parts.append(chunk.text)
+            if chunk.finish_reason is not None:
+                finish = chunk.finish_reason
+            if chunk.usage is not None:
+                usage = chunk.usage
+        return Completion(
+            text="".join(parts),
+            finish_reason=finish,
+            usage=usage,
+            latency_s=time.perf_counter() - start,
+            ttft_s=ttft,
+            model=self.model_id,
+            backend=self.backend,
+        )
+
+    def stream(
+        self,
+        messages: Sequence[Message | dict[str, str]],
+        images: Sequence[ImageInput] | None = None,
+        **sampling: Any,
+    ) -> Iterator[StreamChunk]:
+        msgs = self._check_messages(messages, images)
+        params = self._params(sampling)
+        return self._stream(msgs, images, params)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
+        reqs = list(requests)
+        for i, req in enumerate(reqs):
+            if not isinstance(req, LoglikelihoodRequest):
+                reqs[i] = req = LoglikelihoodRequest(*req)  # accept (context, continuation)
+            if not req.continuation:
+                raise InvalidRequestError(f"loglikelihood request {i} has an empty continuation")
+        return self._loglikelihood(reqs) if reqs else []
+
+    def close(self) -> None:
+        """Release engine resources (servers, threads); safe to call twice."""
+
+    def __enter__(self) -> BaseGenerator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- for subclasses -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def _stream(
+        self,
+        messages: list[Message],
+        images: Sequence[ImageInput] | None,
+        params: SamplingParams,
+    ) -> Iterator[StreamChunk]: ...
+
+    @abc.abstractmethod
+    def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]: ...
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _check_messages(
+        self,
+        messages: Sequence[Message | dict[str, str]],
+        images: Sequence[ImageInput] | None,
+    ) -> list[Message]:
+        if images and not self.supports_images:
+            raise UnsupportedInputError(
+                f"backend {self.backend!r} with model {self.model_id!r} is text-only; "
+                f"got {len(images)} image(s)",
+                hint="use a multimodal model (MedMLLM) for image input",
+            )
+        msgs = [Message.coerce(m) for m in messages]
+        if not msgs:
+            raise InvalidRequestError("chat needs at least one message")
+        if not any(m.role == "user" and m.content.strip() for m in msgs):
+            raise InvalidRequestError(
+                "the conversation has no non-empty user message", hint="ask a question"
+            )
+        return msgs
+
+    @staticmethod
+    def _params(sampling: dict[str, Any]) -> SamplingParams:
+        allowed = {"max_tokens", "temperature", "top_p", "stop", "seed"}
+        unknown = set(sampling) - allowed
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown sampling option(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
+        stop = sampling.get("stop")
+        if isinstance(stop, str):
+            sampling = {**sampling, "stop": (stop,)}
+        elif stop is not None:
+            sampling = {**sampling, "stop": tuple(stop)}
+        else:
+            sampling = {k: v for k, v in sampling.items() if k != "stop"}
+        sampling = {k: v for k, v in sampling.items() if v is not None or k == "seed"}
+        return SamplingParams(**sampling)
+
+
+def split_context(
+    encode: Any, context: str, continuation: str
+) -> tuple[list[int], list[int]]:
+    """Tokenise a (context, continuation) pair the way lm-evaluation-harness does.
+
+    Trailing spaces move from the context to the continuation, then the whole string is
+    encoded once and split at the context's length, so the continuation's tokens are the ones
+    the model would really see after that context.
+    """
+    n_spaces = len(context) - len(context.rstrip(" "))
+    if n_spaces:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = list(encode(context + continuation))
+    ctx = list(encode(context))
+    if whole[: len(ctx)] != ctx:  # merge across the boundary: fall back to separate encodings
+        return ctx, list(encode(continuation))
+    return ctx, whole[len(ctx) :]
+
+
+def stop_at(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the first stop string; returns (text, whether a stop was found)."""
+    cut = min((i for s in stop if s and (i := text.find(s)) != -1), default=-1)
+    return (text[:cut], True) if cut != -1 else (text, False)
+
+
+BACKENDS: Registry[type[BaseGenerator]] = Registry("backend")
+BACKENDS.register_lazy("hf", "medmllm.models.backends.hf:HFGenerator")
+BACKENDS.register_lazy("llamacpp", "medmllm.models.backends.llamacpp:LlamaCppGenerator")
+BACKENDS.register_lazy("openai", "medmllm.models.backends.openai:OpenAIGenerator")
+
+
+def default_backend() -> str:
+    """``llamacpp`` when llama-cpp-python is installed (fast CPU inference), else ``hf``."""
+    import importlib.util
+
+    return "llamacpp" if importlib.util.find_spec("llama_cpp") is not None else "hf"
+
+
+def load_generator(
+    backend: str | None = None, model: str | Path | None = None, **options: Any
+) -> BaseGenerator:
+    """Build a generator by backend name.
+
+    Args:
+        backend: ``"hf"``, ``"llamacpp"``, ``"openai"`` or any registered name; ``None`` uses
+            ``MEDMLLM_BACKEND`` or :func:`default_backend`.
+        model: a Hugging Face id, local folder, GGUF file, or (``openai``) the served model
+            name; ``None`` uses ``MEDMLLM_MODEL`` or the embedded default model.
+        **options: backend-specific options (e.g. ``base_url`` for ``openai``, ``n_threads``).
+
+    Example:
+        >>> gen = load_generator("llamacpp")  # doctest: +SKIP
+        >>> gen.chat([{"role": "user", "content": "What is HbA1c?"}], max_tokens=64).text
+    """
+    from medmllm.config import get_settings
+
+    settings = get_settings()
+    name = backend or settings.backend or default_backend()
+    cls = BACKENDS.get(name)
+    chosen = model if model is not None else settings.model
+    return cls(model=None if chosen is None else str(chosen), **options)  # type: ignore[call-arg]

@@ -1,0 +1,1 @@
+"""rag room (see DESIGN.md)."""

@@ -1,0 +1,89 @@
+"""Shared test setup: offline, an isolated MEDMLLM_HOME, the shared data folder, test doubles."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Converted model weights are cached here across test runs (gitignored), so the ~20 s GGUF
+# dequantisation happens once per machine, not once per test session.
+TEST_HOME = REPO / ".medmllm-test"
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["MEDMLLM_OFFLINE"] = "1"
+os.environ.setdefault("MEDMLLM_HOME", str(TEST_HOME))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _shared_data() -> Path | None:
+    env = os.environ.get("MEDMLLM_SHARED_DATA")
+    candidates = [Path(env)] if env else [REPO.parent / "shared" / "data"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The public data folder; skipped on a user's machine without it, a failure in CI."""
+    path = _shared_data()
+    if path is None:
+        msg = "shared data not found: set MEDMLLM_SHARED_DATA to the folder with mcqa/, corpus/ …"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture()
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh MEDMLLM_HOME for tests that write indexes, caches or runs."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MEDMLLM_HOME", str(home))
+    return home
+
+
+class ScriptedGenerator:
+    """A test double of the Generator interface: replies and scores come from scripts."""
+
+    backend = "scripted"
+    model_id = "scripted"
+
+    def __init__(self, replies: Sequence[str] = ("ok",), scores: dict | None = None) -> None:
+        from medmllm.models.generator import BaseGenerator
+
+        self._replies = list(replies)
+        self._scores = scores or {}
+        self.calls: list[tuple] = []
+        self._base = BaseGenerator  # for type checks in tests
+
+    def chat(self, messages, images=None, **sampling):
+        from medmllm.models.generator import Completion, Usage
+
+        self.calls.append(("chat", messages, sampling))
+        text = self._replies[(len(self.calls) - 1) % len(self._replies)]
+        return Completion(text, "stop", Usage(1, len(text.split())), 0.0, 0.0, "scripted", "scripted")
+
+    def stream(self, messages, images=None, **sampling) -> Iterator:
+        from medmllm.models.generator import StreamChunk
+
+        completion = self.chat(messages, images, **sampling)
+        for word in completion.text.split(" "):
+            yield StreamChunk(word + " ")
+        yield StreamChunk("", finish_reason="stop", usage=completion.usage)
+
+    def loglikelihood(self, requests):
+        self.calls.append(("loglikelihood", list(requests)))
+        return [float(self._scores.get(r.continuation, -1.0)) for r in requests]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture()
+def scripted_generator() -> type[ScriptedGenerator]:
+    return ScriptedGenerator
