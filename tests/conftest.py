@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.engines import free_port, require_llama_cpp
 
 REPO = Path(__file__).resolve().parents[1]
 # Converted model weights are cached here across test runs (gitignored), so the ~20 s GGUF
@@ -66,7 +72,9 @@ class ScriptedGenerator:
 
         self.calls.append(("chat", messages, sampling))
         text = self._replies[(len(self.calls) - 1) % len(self._replies)]
-        return Completion(text, "stop", Usage(1, len(text.split())), 0.0, 0.0, "scripted", "scripted")
+        return Completion(
+            text, "stop", Usage(1, len(text.split())), 0.0, 0.0, "scripted", "scripted"
+        )
 
     def stream(self, messages, images=None, **sampling) -> Iterator:
         from medmllm.models.generator import StreamChunk
@@ -87,3 +95,54 @@ class ScriptedGenerator:
 @pytest.fixture()
 def scripted_generator() -> type[ScriptedGenerator]:
     return ScriptedGenerator
+
+
+@pytest.fixture(scope="session")
+def embedded_gguf() -> Path:
+    from medmllm.models.defaults import resolve_model_path
+
+    return resolve_model_path(None)
+
+
+@pytest.fixture(scope="session")
+def llama_server(embedded_gguf: Path) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on 127.0.0.1, serving the embedded GGUF."""
+    require_llama_cpp()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(embedded_gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                pytest.fail(f"llama_cpp.server did not start: {err}")
+            time.sleep(0.3)
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -30,9 +30,14 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             row["location"] or "-",
         )
     console.print(table)
-    backends = ", ".join(f"{b['name']}{'' if b['available'] else ' (not installed)'}" for b in info["backends"])
+    backends = ", ".join(
+        f"{b['name']}{'' if b['available'] else ' (not installed)'}" for b in info["backends"]
+    )
     console.print(f"backends: {backends}; default backend: [bold]{info['default_backend']}[/]")
-    console.print("Any Hugging Face id (--backend hf) or OpenAI-compatible server (--backend openai) works too.")
+    console.print(
+        "Any Hugging Face id (--backend hf) or OpenAI-compatible server (--backend openai) "
+        "works too."
+    )
 
 
 def register(app: typer.Typer) -> None:

