@@ -105,10 +105,13 @@ def embedded_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
-def llama_server(embedded_gguf: Path) -> Iterator[str]:
+def llama_server(embedded_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1, serving the embedded GGUF."""
     require_llama_cpp()
     port = free_port()
+    # The server logs a lot: to a file, since an unread pipe fills up and blocks the server.
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -123,8 +126,8 @@ def llama_server(embedded_gguf: Path) -> Iterator[str]:
             "--n_ctx",
             "2048",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
@@ -136,7 +139,7 @@ def llama_server(embedded_gguf: Path) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                err = log_path.read_text(errors="replace")[-2000:]
                 pytest.fail(f"llama_cpp.server did not start: {err}")
             time.sleep(0.3)
         yield base_url
@@ -146,3 +149,4 @@ def llama_server(embedded_gguf: Path) -> Iterator[str]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
