@@ -60,37 +60,64 @@ class Assistant:
 
     Args:
         generator: any :class:`~medmllm.models.generator.Generator`.
-        system_prompt: replaces the default safety-framed medical prompt.
+        system_prompt: replaces the default safety-framed medical prompt (with a retriever,
+            the default becomes the grounded prompt of :mod:`medmllm.prompts.rag`).
         keep_history: remember turns (``medmllm chat``) or answer each question alone.
+        retriever: an opened index or retriever (``search(query, k)``); when given, answers are
+            grounded in the top-``k`` passages and carry citations and a grounding score.
+        k: passages retrieved per question.
     """
 
     def __init__(
         self,
         generator: BaseGenerator,
         *,
-        system_prompt: str = MEDICAL_SYSTEM_PROMPT,
+        system_prompt: str | None = None,
         keep_history: bool = False,
+        retriever: Any = None,
+        k: int = 3,
     ) -> None:
         self.generator = generator
+        self.retriever = retriever
+        self.k = k
+        if system_prompt is None:
+            if retriever is not None:
+                from medmllm.prompts.rag import RAG_SYSTEM_PROMPT
+
+                system_prompt = RAG_SYSTEM_PROMPT
+            else:
+                system_prompt = MEDICAL_SYSTEM_PROMPT
         self.system_prompt = system_prompt
         self.keep_history = keep_history
         self.history: list[Message] = []
 
     @classmethod
-    def load(
-        cls, backend: str | None = None, model: str | None = None, **kwargs: Any
-    ) -> Assistant:
+    def load(cls, backend: str | None = None, model: str | None = None, **kwargs: Any) -> Assistant:
         """Build the generator with :func:`~medmllm.models.generator.load_generator`."""
         return cls(load_generator(backend, model), **kwargs)
 
     def stream(
-        self, question: str, *, max_tokens: int = 256, temperature: float = 0.0, seed: int | None = None
+        self,
+        question: str,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int | None = None,
     ) -> Iterator[str | Answer]:
         """Yield text deltas, then the final :class:`Answer`."""
         question = check_question(question)
         SamplingParams(max_tokens=max_tokens, temperature=temperature)  # validate before loading
-        messages = build_messages(question, self.history, self.system_prompt)
         start = time.perf_counter()
+        hits: list[Any] = []
+        if self.retriever is not None:
+            from medmllm.prompts.rag import build_rag_messages
+            from medmllm.rag.answer import retrieve
+
+            hits = retrieve(self.retriever, question, self.k)
+            passages = [(h.chunk.title, h.chunk.text) for h in hits]
+            messages = build_rag_messages(question, passages, self.history, self.system_prompt)
+        else:
+            messages = build_messages(question, self.history, self.system_prompt)
         ttft = None
         parts: list[str] = []
         usage, finish = Usage(), "stop"
@@ -109,6 +136,11 @@ class Assistant:
         text = "".join(parts).strip()
         if self.keep_history:
             self.history += [Message("user", question), Message("assistant", text)]
+        extra: dict[str, Any] = {}
+        if self.retriever is not None:
+            from medmllm.rag.answer import grounded_extra
+
+            extra = grounded_extra(text, hits)
         yield Answer(
             question=question,
             answer=text,
@@ -118,6 +150,7 @@ class Assistant:
             latency_s=time.perf_counter() - start,
             ttft_s=ttft,
             finish_reason=finish,
+            extra=extra,
         )
 
     def ask(self, question: str, **kwargs: Any) -> Answer:

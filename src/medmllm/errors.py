@@ -69,3 +69,19 @@ class DataNotFoundError(MedMLLMError, FileNotFoundError):
 
 class DataFormatError(MedMLLMError, ValueError):
     """Input data is malformed (the message names the file and row/line)."""
+
+
+class EmptyCorpusError(DataFormatError):
+    """A corpus source yielded no documents with text (nothing to index)."""
+
+
+class IndexNotFoundError(DataNotFoundError):
+    """No retrieval index of that name exists (the message lists the existing ones)."""
+
+
+class IndexCorruptError(MedMLLMError):
+    """An index directory is damaged (missing files, checksum mismatch, bad manifest)."""
+
+
+class IndexMismatchError(MedMLLMError):
+    """An index was built with other settings (embedding model, schema) than those requested."""

@@ -32,14 +32,19 @@ def ask(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
     base_url: str | None = BASE_URL_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+    index: str | None = typer.Option(
+        None, "--index", "-i", help="Ground the answer in this index (see medmllm index)."
+    ),
+    top_k: int = typer.Option(3, "-k", "--top-k", help="Passages retrieved with --index (>= 1)."),
 ) -> None:
     """Answer a medical question (streams the answer as it is generated)."""
     check_question(question)
     SamplingParams(max_tokens=max_tokens, temperature=temperature)  # fail before loading a model
     from medmllm.models.generator import load_generator
 
+    retriever = _open_index(index, top_k) if index else None
     generator = load_generator(backend, model, **_generator_options(base_url))
-    bot = Assistant(generator)
+    bot = Assistant(generator, retriever=retriever, k=top_k)
     console = Console(highlight=False)
     final: Answer | None = None
     try:
@@ -55,10 +60,45 @@ def ask(
         typer.echo(json.dumps(final.to_dict(), ensure_ascii=False))
     else:
         console.print()
+        _print_sources(console, final)
         console.print(
             f"[dim]{final.backend} · {final.model} · {final.usage.completion_tokens} tokens · "
             f"{final.latency_s:.1f} s · not a substitute for a clinician[/]"
         )
+
+
+def _open_index(name: str, k: int):
+    """Open ``name`` (the starter pack is built on first use: the quick start needs no data)."""
+    from medmllm.errors import InvalidRequestError
+    from medmllm.rag.index import indexes_root, open_index
+    from medmllm.rag.starter import STARTER_INDEX, build_starter_index
+
+    if k < 1:
+        raise InvalidRequestError(f"-k must be >= 1, got {k}", hint="pass -k 3")
+    if name == STARTER_INDEX and not (indexes_root() / name).exists():
+        Console(stderr=True).print("[dim]building the starter index (first use)…[/]")
+        build_starter_index(progress=False)
+    return open_index(name)
+
+
+def _print_sources(console: Console, final: Answer) -> None:
+    """Sources under a grounded answer: cited passages, then unsupported sentences."""
+    if "passages" not in final.extra:
+        return
+    cited = {c["n"] for c in final.extra["citations"]}
+    console.print("[bold]Sources[/]" + ("" if cited else " [dim](none supported; retrieved:)[/]"))
+    for p in final.extra["passages"]:
+        if cited and p["n"] not in cited:
+            continue
+        console.print(
+            f"  [{p['n']}] {p['title'] or p['doc_id']} — {p['url'] or p['source']}",
+            markup=False,
+            soft_wrap=True,
+        )
+    grounding = final.extra["grounding"]
+    console.print(f"[dim]grounding {grounding['score']:.2f}[/]")
+    for sentence in grounding["unsupported"]:
+        console.print(f"  unsupported: {sentence}", style="yellow", markup=False, soft_wrap=True)
 
 
 def chat(

@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from medmllm import __version__
 from medmllm.errors import MedMLLMError
@@ -42,6 +43,12 @@ def _register_commands() -> None:
 
     ask.register(app)
     models.register(app)
+    from medmllm.cli import index
+
+    index.register(app)
+    from medmllm.cli import eval as eval_cmd
+
+    eval_cmd.register(app)
 
 
 _register_commands()
@@ -53,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except MedMLLMError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+        # escape(): messages quote user input and pip extras like medmllm[edge], not markup.
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
         if exc.hint:
-            err_console.print(f"  fix: {exc.hint}", soft_wrap=True)
+            err_console.print(f"  fix: {escape(exc.hint)}", soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -1,0 +1,223 @@
+"""``medmllm index build|list|search|rm|starter``: manage retrieval indexes (thin over rag/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+index_app = typer.Typer(
+    name="index",
+    help="Build, list, search and remove retrieval indexes (for ask --index).",
+    no_args_is_help=True,
+)
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _summary(report) -> str:
+    return (
+        f"index {report.name!r} ({report.kind}): {report.doc_count} docs "
+        f"(+{report.docs_added} new, {report.docs_updated} updated, "
+        f"{report.docs_unchanged} unchanged), {report.chunk_count} chunks, "
+        f"{report.chunks_from_cache} embeddings from cache, {report.seconds:.1f} s "
+        f"→ {report.folder}"
+    )
+
+
+FROM_OPT = typer.Option(..., "--from", help="JSONL file or folder of .txt/.md/.pdf.")
+
+
+@index_app.command("build")
+def build(
+    name: str = typer.Argument(..., help="Index name (letters, digits, '.', '_', '-')."),
+    source: Path = FROM_OPT,
+    fmt: str | None = typer.Option(
+        None, "--format", help="jsonl, dir, medquad or pubmedqa (default: guessed)."
+    ),
+    retriever: str | None = typer.Option(
+        None, "--retriever", "-r", help="bm25, dense or hybrid (default: hybrid, or the index's)."
+    ),
+    embedding_model: str | None = typer.Option(
+        None,
+        "--embedding-model",
+        help="sentence-transformers id/folder (default: embedded MiniLM).",
+    ),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Replace the index instead of adding documents to it."
+    ),
+    id_field: str = typer.Option("id", "--id-field", help="JSONL field holding the id."),
+    text_field: str = typer.Option("text", "--text-field", help="JSONL field holding the text."),
+    title_field: str = typer.Option("title", "--title-field", help="JSONL field: title."),
+    url_field: str = typer.Option("url", "--url-field", help="JSONL field: url."),
+    chunk_tokens: int | None = typer.Option(None, "--chunk-tokens", help="Words per chunk."),
+    chunk_overlap: int | None = typer.Option(None, "--chunk-overlap", help="Overlap in words."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Embedding batch size."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Index documents into NAME (adds to an existing index unless --rebuild)."""
+    from medmllm.rag.chunk import ChunkConfig
+    from medmllm.rag.corpus import load_corpus
+    from medmllm.rag.index import build_index, check_name
+    from medmllm.rag.retriever import RetrieverConfig
+
+    check_name(name)
+    options = {}
+    if (fmt or "jsonl") == "jsonl":
+        options = {
+            "id_field": id_field,
+            "text_field": text_field,
+            "title_field": title_field,
+            "url_field": url_field,
+        }
+    docs, load_report = load_corpus(source, fmt, **options)
+    for path, reason in load_report.skipped[:10]:
+        err.print(f"[yellow]skipped[/] {path}: {reason}", soft_wrap=True)
+    if load_report.skipped:
+        err.print(f"[yellow]skipped {len(load_report.skipped)} file(s)/row(s) in total[/]")
+    retriever_options = {
+        key: value
+        for key, value in (
+            ("kind", retriever),
+            ("embedding_model", embedding_model),
+            ("batch_size", batch_size),
+        )
+        if value is not None
+    }
+    chunk_options = {
+        key: value
+        for key, value in (("max_tokens", chunk_tokens), ("overlap", chunk_overlap))
+        if value is not None
+    }
+    from pydantic import ValidationError
+
+    from medmllm.errors import ConfigError
+
+    try:
+        retriever_config = RetrieverConfig(**retriever_options) if retriever_options else None
+        chunk_config = ChunkConfig(**chunk_options) if chunk_options else None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(
+            f"invalid index option {'.'.join(map(str, first['loc']))}: {first['msg']}",
+            hint="see medmllm index build --help",
+        ) from None
+    if retriever_config is not None:
+        from medmllm.rag.retriever import RETRIEVERS
+
+        RETRIEVERS.get(retriever_config.kind)  # unknown kind → did-you-mean before any work
+    report = build_index(
+        name,
+        docs,
+        retriever=retriever_config,
+        chunking=chunk_config,
+        rebuild=rebuild,
+        sources=[str(Path(source).resolve())],
+        progress=not quiet,
+    )
+    report.skipped = load_report.skipped
+    console.print(_summary(report), soft_wrap=True)
+
+
+@index_app.command("starter")
+def starter(
+    name: str = typer.Option("starter", "--name", help="Index name for the starter pack."),
+    retriever: str = typer.Option("hybrid", "--retriever", "-r", help="bm25, dense or hybrid."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Index the built-in starter knowledge pack (common conditions and drugs)."""
+    from medmllm.rag.starter import build_starter_index
+
+    console.print(_summary(build_starter_index(name, kind=retriever, progress=not quiet)))
+
+
+@index_app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List indexes with their retriever, size and embedding model."""
+    from medmllm.errors import MedMLLMError
+    from medmllm.rag.index import list_indexes, read_manifest
+
+    rows = []
+    for name in list_indexes():
+        try:
+            m = read_manifest(name)
+            rows.append(
+                {
+                    "name": name,
+                    "retriever": m.retriever.kind,
+                    "docs": m.doc_count,
+                    "chunks": m.chunk_count,
+                    "embedding_model": m.embedding_model,
+                    "updated_at": m.updated_at,
+                }
+            )
+        except MedMLLMError as exc:
+            rows.append({"name": name, "error": exc.message})
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        console.print("no indexes yet: medmllm index build NAME --from PATH (or index starter)")
+        return
+    table = Table("name", "retriever", "docs", "chunks", "embedding model", "updated")
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["name"], f"[red]broken: {row['error']}[/]", "", "", "", "")
+        else:
+            table.add_row(
+                row["name"],
+                row["retriever"],
+                str(row["docs"]),
+                str(row["chunks"]),
+                row["embedding_model"] or "-",
+                row["updated_at"],
+            )
+    console.print(table)
+
+
+@index_app.command("search")
+def search(
+    name: str = typer.Argument(..., help="Index name."),
+    query: str = typer.Argument(..., help="What to search for."),
+    k: int = typer.Option(5, "-k", "--top-k", help="Number of results (>= 1)."),
+    embedding_model: str | None = typer.Option(
+        None, "--embedding-model", help="Refuse to search if the index used another model."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Search an index and print the best passages with their sources."""
+    from medmllm.errors import InvalidRequestError
+    from medmllm.rag.index import open_index
+
+    if not query.strip():
+        raise InvalidRequestError("the search query is empty", hint='e.g. "asthma inhaler"')
+    if k < 1:
+        raise InvalidRequestError(f"-k must be >= 1, got {k}", hint="pass -k 5")
+    index = open_index(name, embedding_model=embedding_model)
+    hits = index.search(query, k)
+    if as_json:
+        typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
+        return
+    if not hits:
+        console.print("no matching passages")
+    for n, hit in enumerate(hits, start=1):
+        title = escape(hit.chunk.title or hit.doc_id)
+        console.print(f"[bold]\\[{n}] {title}[/]  [dim]{hit.score:.4f} · {escape(hit.source)}[/]")
+        text = hit.chunk.text
+        console.print(f"    {text[:300]}{'…' if len(text) > 300 else ''}", markup=False)
+
+
+@index_app.command("rm")
+def rm(name: str = typer.Argument(..., help="Index name.")) -> None:
+    """Delete an index."""
+    from medmllm.rag.index import remove_index
+
+    console.print(f"removed {remove_index(name)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(index_app, name="index")

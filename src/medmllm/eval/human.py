@@ -1,0 +1,218 @@
+"""Human evaluation: blinded annotation sheets out, filled sheets in, agreement statistics.
+
+``export_sheet`` writes one row per (system, item) answer in a shuffled order with an opaque
+``sheet_id``; which system wrote what is kept in a separate key file that raters never see.
+``import_sheets`` reads the filled sheets (one file per rater, CSV or JSONL), validates every
+score (the error names the file, row and column), and computes:
+
+* inter-rater agreement per criterion: Cohen's kappa for each pair of raters (scikit-learn,
+  quadratic weights because the scale is ordinal) and Fleiss' kappa across all raters (NLTK's
+  multi-rater pi, which is Fleiss' kappa);
+* judge–human agreement: quadratic-weighted Cohen's kappa and Spearman correlation between
+  the LLM judge's rounded scores and the raters' median.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import random
+import warnings
+from collections.abc import Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medmllm.errors import DataFormatError, DataNotFoundError
+from medmllm.eval.judge import CRITERIA, SCALE
+
+SHEET_COLUMNS = ["sheet_id", "question", "reference", "answer", *CRITERIA, "comment"]
+
+
+def export_sheet(
+    runs: dict[str, dict[str, Any]],
+    questions: dict[str, dict[str, str]],
+    path: str | Path,
+    *,
+    task: str,
+    seed: int = 0,
+    limit: int | None = None,
+) -> tuple[Path, Path]:
+    """Write a blinded sheet (``.csv`` or ``.jsonl``) and its key file (``<sheet>.key.json``).
+
+    Args:
+        runs: system name → results.json of a generative run.
+        questions: item id → {"question", "reference"} (see :func:`judge.judge_questions`).
+        path: the sheet file to write.
+        task: the task whose answers are rated.
+        seed: shuffles the rows (same seed, same sheet).
+        limit: rate only the first N items of each system.
+    """
+    rows, key = [], {}
+    for system, results in runs.items():
+        items = [r for r in results["tasks"][task]["items"] if r.get("output")][:limit]
+        for row in items:
+            sheet_id = hashlib.sha256(f"{seed}|{system}|{row['id']}".encode()).hexdigest()[:12]
+            q = questions.get(row["id"], {})
+            rows.append(
+                {
+                    "sheet_id": sheet_id,
+                    "question": q.get("question", ""),
+                    "reference": q.get("reference", ""),
+                    "answer": row["output"],
+                    **dict.fromkeys(CRITERIA, ""),
+                    "comment": "",
+                }
+            )
+            key[sheet_id] = {"system": system, "item_id": row["id"]}
+    random.Random(seed).shuffle(rows)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    else:
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=SHEET_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    key_path = path.with_name(path.stem + ".key.json")
+    key_path.write_text(json.dumps({"task": task, "seed": seed, "key": key}, indent=1))
+    return path, key_path
+
+
+def _read_sheet(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    if not path.is_file():
+        raise DataNotFoundError(f"annotation sheet not found: {path}")
+    if path.suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append((n, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise DataFormatError(f"{path} row {n}: not valid JSON ({exc.msg})") from None
+        return rows
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("sheet_id", *CRITERIA) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataFormatError(
+                f"{path}: missing column(s) {missing}",
+                hint="fill the sheet from `medmllm eval export-sheet` without renaming columns",
+            )
+        return [(n, row) for n, row in enumerate(reader, start=2)]  # row 1 is the header
+
+
+def import_sheets(paths: Sequence[str | Path]) -> dict[str, dict[str, dict[str, int]]]:
+    """Filled sheets → rater → sheet_id → criterion → score (blank cells are skipped)."""
+    ratings: dict[str, dict[str, dict[str, int]]] = {}
+    for raw in paths:
+        path = Path(raw)
+        rater = path.stem
+        ratings[rater] = {}
+        for n, row in _read_sheet(path):
+            scores = {}
+            for c in CRITERIA:
+                cell = str(row.get(c, "") if row.get(c) is not None else "").strip()
+                if not cell:
+                    continue
+                try:
+                    value = int(float(cell))
+                except ValueError:
+                    value = -1
+                if not SCALE[0] <= value <= SCALE[1]:
+                    raise DataFormatError(
+                        f"{path} row {n}: column '{c}' must be an integer {SCALE[0]}-{SCALE[1]}, "
+                        f"got {cell!r}",
+                        hint="fix the cell or leave it blank",
+                    )
+                scores[c] = value
+            if scores:
+                ratings[rater][str(row["sheet_id"])] = scores
+    return ratings
+
+
+def _num(value: float) -> float | None:
+    """JSON-safe: an undefined kappa (e.g. every rater gave 5) becomes None, not NaN."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def agreement(
+    ratings: dict[str, dict[str, dict[str, int]]],
+    judge_scores: dict[str, dict[str, float | None]] | None = None,
+) -> dict[str, Any]:
+    """Cohen's kappa per rater pair, Fleiss' kappa, and judge–human agreement, per criterion.
+
+    Args:
+        ratings: from :func:`import_sheets`.
+        judge_scores: sheet_id → criterion → judge score (optional).
+    """
+    from nltk.metrics.agreement import AnnotationTask
+    from scipy.stats import spearmanr
+    from sklearn.metrics import cohen_kappa_score
+
+    labels = list(range(SCALE[0], SCALE[1] + 1))
+    out: dict[str, Any] = {"raters": sorted(ratings), "criteria": {}}
+    for c in CRITERIA:
+        entry: dict[str, Any] = {"cohen": {}}
+        for a, b in combinations(sorted(ratings), 2):
+            shared = [s for s in ratings[a] if c in ratings[a][s] and c in ratings[b].get(s, {})]
+            if len(shared) >= 2:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # undefined kappa → NaN → None below
+                    kappa = cohen_kappa_score(
+                        [ratings[a][s][c] for s in shared],
+                        [ratings[b][s][c] for s in shared],
+                        labels=labels,
+                        weights="quadratic",
+                    )
+                entry["cohen"][f"{a}~{b}"] = {
+                    "kappa_quadratic": _num(kappa),
+                    "n": len(shared),
+                }
+        # Fleiss: items rated by every rater (NLTK needs a complete design for pi)
+        complete = (
+            [
+                s
+                for s in set.intersection(*(set(r) for r in ratings.values()))
+                if all(c in ratings[r][s] for r in ratings)
+            ]
+            if ratings
+            else []
+        )
+        if len(ratings) >= 2 and len(complete) >= 2:
+            task = AnnotationTask(
+                data=[(r, s, ratings[r][s][c]) for r in ratings for s in complete]
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    entry["fleiss_kappa"] = _num(task.pi())
+                except ZeroDivisionError:  # every rating identical: agreement is undefined
+                    entry["fleiss_kappa"] = None
+            entry["fleiss_n"] = len(complete)
+        if judge_scores:
+            pairs = []
+            for s in complete or sorted({s for r in ratings.values() for s in r}):
+                humans = [ratings[r][s][c] for r in ratings if c in ratings[r].get(s, {})]
+                judged = (judge_scores.get(s) or {}).get(c)
+                if humans and judged is not None:
+                    pairs.append((round(float(np.median(humans))), round(judged)))
+            if len(pairs) >= 2:
+                h, j = zip(*pairs, strict=True)
+                rho = spearmanr(h, j).statistic if len(set(h)) > 1 and len(set(j)) > 1 else None
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    kappa = cohen_kappa_score(h, j, labels=labels, weights="quadratic")
+                entry["judge_human"] = {
+                    "kappa_quadratic": _num(kappa),
+                    "spearman": None if rho is None else float(rho),
+                    "n": len(pairs),
+                }
+        out["criteria"][c] = entry
+    return out

@@ -1,0 +1,107 @@
+"""Readers for the dataset files a task can point at: JSONL, JSON, CSV/TSV, Hugging Face ids.
+
+JSON files come in three public shapes — a list of rows, ``{split: [rows]}`` (IU-Xray's
+``annotation.json``), ``{"questions": [rows]}`` (BioASQ) and ``{id: row}`` (PubMedQA's
+``ori_pqal.json``) — and are normalised to numbered rows here, so ``task.py`` only maps rows to
+items. Every error names the file and the row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medmllm.errors import DataFormatError, DataNotFoundError
+
+if TYPE_CHECKING:
+    from medmllm.eval.task import DatasetSpec
+
+
+def read_rows(path: Path, spec: DatasetSpec) -> list[tuple[int, dict[str, Any]]]:
+    """All rows of a local file as (1-based row number, row); errors name file and row."""
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"dataset file not found: {path}",
+            hint="pass --data PATH, or set MEDMLLM_SHARED_DATA for '${shared}' paths",
+        )
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = []
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataFormatError(
+                        f"{path} row {number}: not valid JSON ({exc.msg})",
+                        hint="each line of a .jsonl file must be one JSON object",
+                    ) from None
+                if not isinstance(row, dict):
+                    raise DataFormatError(f"{path} row {number}: expected a JSON object")
+                rows.append((number, row))
+        return rows
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(
+                f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})"
+            ) from None
+        if isinstance(data, dict):
+            lists = {k: v for k, v in data.items() if isinstance(v, list)}
+            if spec.split in lists:  # {split: [rows]} (IU-Xray annotation.json style)
+                data = lists[spec.split]
+            elif len(data) == 1 and lists:  # {"questions": [rows]} (BioASQ style)
+                data = next(iter(lists.values()))
+            else:  # {id: row} (PubMedQA ori_pqal.json style)
+                data = [{"id": k, **v} if isinstance(v, dict) else v for k, v in data.items()]
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise DataFormatError(
+                f"{path}: expected a list of JSON objects or an {{id: object}} map"
+            )
+        return list(enumerate(data, start=1))
+    if suffix in (".csv", ".tsv"):
+        delimiter = "\t" if suffix == ".tsv" else ","
+        with path.open(encoding="utf-8", newline="") as fh:
+            if spec.csv_columns:
+                reader = csv.DictReader(fh, fieldnames=spec.csv_columns, delimiter=delimiter)
+            else:
+                reader = csv.DictReader(fh, delimiter=delimiter)
+            rows = []
+            for number, row in enumerate(reader, start=1):
+                if None in row.values() or None in row:
+                    raise DataFormatError(
+                        f"{path} row {number}: expected {len(reader.fieldnames or [])} columns "
+                        f"({', '.join(reader.fieldnames or [])})",
+                        hint="check dataset.csv_columns and the file's delimiter",
+                    )
+                rows.append((number, {**row, "_source": path.stem}))
+            return rows
+    raise DataFormatError(
+        f"{path}: unsupported dataset format {suffix!r}", hint="use .jsonl, .json or .csv"
+    )
+
+
+def read_hf(spec: DatasetSpec) -> list[tuple[int, dict[str, Any]]]:
+    """A Hugging Face dataset split as numbered rows (offline works from the local HF cache)."""
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets is a core dependency
+        from medmllm.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "the datasets library is needed", hint="pip install datasets"
+        ) from None
+    try:
+        ds = datasets.load_dataset(spec.hf_id, spec.hf_config, split=spec.split)
+    except Exception as exc:  # datasets raises many types (offline, missing split, …)
+        raise DataNotFoundError(
+            f"could not load Hugging Face dataset {spec.hf_id!r} split {spec.split!r}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            hint="check the id/split, go online (unset HF_DATASETS_OFFLINE) or use a local path",
+        ) from None
+    return [(i, dict(row)) for i, row in enumerate(ds, start=1)]

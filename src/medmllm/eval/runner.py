@@ -1,0 +1,525 @@
+"""The evaluation runner: tasks → cached model calls → metrics → ``results.json`` (+ report).
+
+Modes:
+
+* ``mc`` — log-likelihood multiple choice: every option's continuation (" A" or " yes") is
+  scored after the prompt; reports accuracy, length-normalised accuracy, option probabilities
+  (→ calibration) and, with ``debias``, the same after scoring every cyclic rotation of the
+  options (position-bias correction, at ``n_options``× the calls).
+* ``gen`` — a chat answer, parsed by robust extraction (no extractable answer = *invalid*,
+  scored wrong and counted).
+* ``cot`` — chain-of-thought answer; with ``samples > 1``, self-consistency (k sampled chains,
+  majority vote, vote share as confidence).
+
+Every model call goes through :class:`~medmllm.eval.cache.CachedGenerator`, batch by batch,
+so a killed run resumes where it stopped and a finished run re-runs for free. Results are a
+pure function of (task data, options, cached model outputs): a resumed run writes the same
+numbers as an uninterrupted one.
+
+Example:
+    >>> from medmllm.eval.runner import EvalOptions, run_eval  # doctest: +SKIP
+    >>> results = run_eval(["medmcqa"], generator, EvalOptions(limit=100), out_dir="runs/a")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from medmllm.errors import InvalidRequestError, UnsupportedInputError
+from medmllm.eval import metrics as M
+from medmllm.eval.cache import CachedGenerator, CallCache
+from medmllm.eval.calibration import calibration_report, softmax
+from medmllm.eval.extract import extract
+from medmllm.eval.prompting import (
+    chat_prompt,
+    continuation,
+    fewshot_prefix,
+    render,
+    rotate,
+    with_passages,
+)
+from medmllm.eval.task import Item, Task, load_task
+from medmllm.models.generator import LoglikelihoodRequest
+
+Mode = Literal["mc", "gen", "cot"]
+Progress = Callable[[str, int, int], None]  # (task name, done items, total items)
+
+
+@dataclass
+class EvalOptions:
+    """How to run (the same for every task of a run; recorded in results.json).
+
+    Attributes:
+        mode: ``mc``, ``gen`` or ``cot`` (see the module docstring).
+        limit: evaluate the first N items of each task (after few-shot exemplars are set aside).
+        seed: seeds sampling (self-consistency) and the bootstrap.
+        fewshot: override each task's number of exemplars (None keeps the YAML's).
+        debias: score all cyclic option rotations (mc mode) and report the debiased accuracy.
+        samples: self-consistency samples per item (cot/gen; 1 = greedy).
+        temperature: sampling temperature when ``samples > 1``.
+        batch_size: items per batch of model calls (and per cache commit).
+        bias: run counterfactual demographic swaps on tasks marked ``bias_swaps``.
+        include_context: override the tasks' ``prompt.include_context`` (e.g. PubMedQA
+            without its abstract).
+        rag_k: passages retrieved per question when a retriever is given.
+        max_tokens: override the tasks' generation length.
+    """
+
+    mode: Mode = "mc"
+    limit: int | None = None
+    seed: int = 1234
+    fewshot: int | None = None
+    debias: bool = False
+    samples: int = 1
+    temperature: float = 0.7
+    batch_size: int = 16
+    bias: bool = False
+    include_context: bool | None = None
+    rag_k: int = 3
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("mc", "gen", "cot"):
+            raise InvalidRequestError(
+                f"unknown eval mode {self.mode!r}", hint="use --mode mc, gen or cot"
+            )
+        if self.limit is not None and self.limit <= 0:
+            raise InvalidRequestError(f"--limit must be >= 1, got {self.limit}")
+        if self.samples < 1:
+            raise InvalidRequestError(f"--samples must be >= 1, got {self.samples}")
+        if self.batch_size < 1:
+            raise InvalidRequestError(f"--batch-size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class Prediction:
+    """The outcome for one item (one row of ``items`` in results.json)."""
+
+    id: str
+    gold: str
+    pred: str | None
+    probs: dict[str, float] | None = None
+    pred_norm: str | None = None
+    debiased_pred: str | None = None
+    debiased_probs: dict[str, float] | None = None
+    output: str | None = None
+    samples: list[str | None] = field(default_factory=list)
+
+
+class Evaluator:
+    """Runs one task's items through a cached model in the chosen mode.
+
+    Args:
+        model: a :class:`CachedGenerator` (any Generator wrapped in the call cache).
+        options: run options.
+        retriever: anything with ``search(query, k)`` returning hits with ``.chunk.text``; the
+            question alone is the query (MIRAGE protocol), never the options or the answer.
+        progress: called after every batch with (task, done, total).
+    """
+
+    def __init__(
+        self,
+        model: CachedGenerator,
+        options: EvalOptions,
+        *,
+        retriever: Any = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.model = model
+        self.options = options
+        self.retriever = retriever
+        self.progress = progress
+
+    # -- retrieval ---------------------------------------------------------------------------
+    def passages(self, item: Item) -> list[str] | None:
+        if self.retriever is None:
+            return None
+        hits = self.retriever.search(item.question, self.options.rag_k)
+        return [getattr(h.chunk, "text", str(h.chunk)) for h in hits]
+
+    # -- multiple choice by log-likelihood ---------------------------------------------------
+    def _mc_batch(
+        self, task: Task, items: Sequence[Item], prefix: str, shifts: Sequence[int]
+    ) -> list[Prediction]:
+        requests: list[LoglikelihoodRequest] = []
+        slots: list[tuple[int, int, str, str]] = []  # (item index, shift, original letter, cont)
+        for idx, item in enumerate(items):
+            passages = self.passages(item)
+            for shift in shifts:
+                rotated, back = rotate(item, shift)
+                ctx = prefix + with_passages(render(task, rotated, passages), passages)
+                for letter in rotated.options or {}:
+                    cont = continuation(task, rotated, letter)
+                    requests.append(LoglikelihoodRequest(ctx, cont))
+                    slots.append((idx, shift, back[letter], cont))
+        scores = self.model.loglikelihood(requests)
+        per: list[dict[int, dict[str, tuple[float, str]]]] = [{} for _ in items]
+        for (idx, shift, letter, cont), value in zip(slots, scores, strict=True):
+            per[idx].setdefault(shift, {})[letter] = (value, cont)
+        out = []
+        for item, by_shift in zip(items, per, strict=True):
+            base = by_shift[0]
+            logliks = {k: v for k, (v, _) in base.items()}
+            # acc_norm as lm-eval defines it: log-likelihood per byte of the continuation
+            normed = {k: v / max(1, len(c.encode("utf-8"))) for k, (v, c) in base.items()}
+            probs = softmax(logliks)
+            pred = max(logliks, key=logliks.get)
+            pred_norm = max(normed, key=normed.get)
+            debiased_probs = None
+            if len(shifts) > 1:
+                avg = Counter[str]()
+                for rot in by_shift.values():
+                    for k, p in softmax({k: v for k, (v, _) in rot.items()}).items():
+                        avg[k] += p / len(by_shift)
+                debiased_probs = {k: float(avg[k]) for k in logliks}
+            out.append(
+                Prediction(
+                    id=item.id,
+                    gold=item.answer,
+                    pred=pred,
+                    probs=probs,
+                    pred_norm=pred_norm,
+                    debiased_pred=max(debiased_probs, key=debiased_probs.get)
+                    if debiased_probs
+                    else None,
+                    debiased_probs=debiased_probs,
+                )
+            )
+        return out
+
+    # -- generative ----------------------------------------------------------------------------
+    def _gen_one(self, task: Task, item: Item, exemplars: list[Item]) -> Prediction:
+        cot = self.options.mode == "cot"
+        gen = task.config.generation
+        max_tokens = self.options.max_tokens or (gen.cot_max_tokens if cot else gen.max_tokens)
+        prompt = chat_prompt(task, item, exemplars, cot=cot, passages=self.passages(item))
+        messages = [{"role": "user", "content": prompt}]
+        images = [item.image] if item.image else None
+        k = self.options.samples
+        outputs: list[str] = []
+        for j in range(k):
+            sampling: dict[str, Any] = {"max_tokens": max_tokens}
+            if gen.stop and not cot:
+                sampling["stop"] = list(gen.stop)
+            if k > 1:
+                sampling.update(temperature=self.options.temperature, seed=self.options.seed + j)
+            outputs.append(self.model.chat(messages, images, **sampling).text)
+        answers = [extract(task.config.answer_type, o, item.options) for o in outputs]
+        valid = [a for a in answers if a is not None]
+        pred = Counter(valid).most_common(1)[0][0] if valid else None
+        probs = None
+        if k > 1 and item.options and valid:
+            votes = Counter(valid)
+            probs = {letter: votes[letter] / len(answers) for letter in item.options}
+        return Prediction(
+            id=item.id,
+            gold=item.answer,
+            pred=pred,
+            probs=probs,
+            output=outputs[0] if k == 1 else None,
+            samples=answers if k > 1 else [],
+        )
+
+    # -- driver --------------------------------------------------------------------------------
+    def predict(
+        self, task: Task, items: Sequence[Item], exemplars: list[Item], label: str | None = None
+    ) -> list[Prediction]:
+        """Predictions for ``items`` in the run's mode, batch by batch (each batch cached)."""
+        label = label or task.name
+        mc = self.options.mode == "mc"
+        n_opts = max((len(i.options or {}) for i in items), default=0)
+        letters = task.config.prompt.choices == "letters"
+        shifts = list(range(n_opts)) if (mc and self.options.debias and letters) else [0]
+        prefix = fewshot_prefix(task, exemplars) if mc else ""
+        out: list[Prediction] = []
+        size = self.options.batch_size
+        for start in range(0, len(items), size):
+            batch = items[start : start + size]
+            if mc:
+                out += self._mc_batch(task, batch, prefix, shifts)
+            else:
+                out += [self._gen_one(task, item, exemplars) for item in batch]
+            if self.progress is not None:
+                self.progress(label, len(out), len(items))
+        return out
+
+
+def _check_mode(task: Task, options: EvalOptions, model: CachedGenerator) -> None:
+    kind = task.config.output_type
+    if options.mode == "mc" and kind != "multiple_choice":
+        raise InvalidRequestError(
+            f"task {task.name!r} is a {kind} task; log-likelihood scoring (--mode mc) needs "
+            "multiple-choice options",
+            hint="use --mode gen for this task",
+        )
+    if kind in ("vqa", "report") and not model.supports_images:
+        raise UnsupportedInputError(
+            f"task {task.name!r} needs image input, but backend {model.backend!r} with model "
+            f"{model.model_id!r} is text-only",
+            hint="evaluate a multimodal model (MedMLLM) on VQA and report tasks",
+        )
+
+
+def score_predictions(
+    task: Task, items: Sequence[Item], preds: Sequence[Prediction], *, seed: int
+) -> dict[str, Any]:
+    """Metrics with CIs, the trivial baselines and the prediction distribution."""
+    names = M.expand(task.config.metrics)
+    refs = [p.gold for p in preds]
+    answers = [p.pred for p in preds]
+    scores = {name: M.score(name, answers, refs, items, seed=seed) for name in names}
+    out: dict[str, Any] = {
+        "metrics": scores,
+        "majority_baseline": _baselines(names, refs, items, seed=seed),
+        "prediction_distribution": M.distribution(answers),
+        "gold_distribution": M.distribution(refs),
+        "invalid": sum(a is None for a in answers),
+    }
+    if task.config.output_type == "multiple_choice":
+        out["majority_baseline"]["accuracy"] = M.majority_baseline(refs, seed=seed)
+    if any(p.pred_norm is not None for p in preds):
+        out["metrics"]["acc_norm"] = M.score(
+            "accuracy", [p.pred_norm for p in preds], refs, items, seed=seed
+        )
+    with_probs = [(p.probs, p.gold) for p in preds if p.probs]
+    if with_probs:
+        out["calibration"] = calibration_report(
+            [p for p, _ in with_probs], [g for _, g in with_probs]
+        )
+    if task.config.output_type in ("report", "generate") or "hallucination" in names:
+        from medmllm.eval.hallucination import method
+
+        out["hallucination_method"] = method()
+    return out
+
+
+def _baselines(
+    names: Sequence[str], refs: Sequence[str], items: Sequence[Any], *, seed: int
+) -> dict[str, Any]:
+    """Each metric for a constant answer: the most common reference where the metric applies."""
+    out: dict[str, Any] = {}
+    for name in names:
+        metric = M.METRICS.get(name)
+        pool = list(refs)
+        if metric.per_item:
+            try:
+                applicable = metric.fn(list(refs), refs, items)
+            except M.MetricUnavailableError:
+                continue
+            pool = [r for r, a in zip(refs, applicable, strict=True) if a == a]  # drop NaN
+        if not pool:
+            continue
+        counts = Counter(M.normalize(r) if metric.name != "accuracy" else r for r in pool)
+        constant_norm = counts.most_common(1)[0][0]
+        constant = next(
+            r for r in pool if (M.normalize(r) if name != "accuracy" else r) == constant_norm
+        )
+        preds = [constant] * len(refs)
+        if metric.per_item:
+            result = M.score(name, preds, refs, items, seed=seed)
+        else:  # a constant's corpus score needs no interval (and bootstrapping it is slow)
+            result = {"value": float(metric.fn(preds, refs, items)), "ci": None, "n": len(refs)}
+        out[name] = {**result, "label": constant}
+    return out
+
+
+def _debiased(
+    task: Task, items: Sequence[Item], preds: Sequence[Prediction], seed: int
+) -> dict[str, Any] | None:
+    if not any(p.debiased_pred for p in preds):
+        return None
+    refs = [p.gold for p in preds]
+    answers = [p.debiased_pred for p in preds]
+    n_opts = max(len(i.options or {}) for i in items)
+    return {
+        "method": "cyclic rotations of the options; option probabilities averaged",
+        "rotations": n_opts,
+        "cost_factor": n_opts,
+        "metrics": {"accuracy": M.score("accuracy", answers, refs, items, seed=seed)},
+        "prediction_distribution": M.distribution(answers),
+        "changed_predictions": sum(p.pred != p.debiased_pred for p in preds),
+        "calibration": calibration_report([p.debiased_probs or {} for p in preds], refs),
+    }
+
+
+def run_task(evaluator: Evaluator, task: Task, options: EvalOptions) -> dict[str, Any]:
+    """Evaluate one task; returns its section of results.json."""
+    _check_mode(task, options, evaluator.model)
+    if options.fewshot is not None:
+        task.config.fewshot.n = options.fewshot
+    if options.include_context is not None:
+        task.include_context = options.include_context
+    items, exemplars, load = task.load_items(limit=options.limit)
+    calls_before = evaluator.model.model_calls
+    started = time.perf_counter()
+    preds = evaluator.predict(task, items, exemplars)
+    result: dict[str, Any] = {
+        "task": task.name,
+        "description": task.config.description,
+        "output_type": task.config.output_type,
+        "mode": options.mode,
+        "n": len(items),
+        "n_rows": load.n_rows,
+        "filtered": load.filtered,
+        "skipped": load.skipped,
+        "skipped_ids": load.skipped_ids,
+        "fewshot": len(exemplars),
+        "fewshot_ids": [e.id for e in exemplars],
+        "include_context": task.include_context,
+        "rag": evaluator.retriever is not None,
+    }
+    result.update(score_predictions(task, items, preds, seed=options.seed))
+    debiased = _debiased(task, items, preds, options.seed)
+    if debiased is not None:
+        result["debiased"] = debiased
+    if options.bias and task.config.bias_swaps:
+        from medmllm.eval.bias import run_bias
+
+        result["bias"] = run_bias(evaluator, task, items, exemplars, preds, seed=options.seed)
+    result["items"] = [_item_row(p) for p in preds]
+    # run-dependent numbers (differ between a fresh and a resumed run) live apart from scores
+    result["timing"] = {
+        "seconds": round(time.perf_counter() - started, 3),
+        "model_calls": evaluator.model.model_calls - calls_before,
+    }
+    return result
+
+
+def _item_row(p: Prediction) -> dict[str, Any]:
+    row = {k: v for k, v in asdict(p).items() if v not in (None, [], {})}
+    row["correct"] = p.pred is not None and p.pred == p.gold
+    if row.get("probs"):
+        row["probs"] = {k: round(v, 6) for k, v in row["probs"].items()}
+    if row.get("debiased_probs"):
+        row["debiased_probs"] = {k: round(v, 6) for k, v in row["debiased_probs"].items()}
+    return row
+
+
+def default_cache_path() -> Path:
+    """The shared call cache under MEDMLLM_HOME (reused by every run on this machine)."""
+    from medmllm.config import get_settings
+
+    return get_settings().cache_dir("eval") / "calls.sqlite"
+
+
+def run_eval(
+    tasks: Sequence[str | Task],
+    generator: Any,
+    options: EvalOptions | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    cache_path: str | Path | None = None,
+    retriever: Any = None,
+    progress: Progress | None = None,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``generator`` on ``tasks`` and write ``results.json`` (+ ``report.html``).
+
+    Args:
+        tasks: registry names, YAML paths or loaded :class:`Task` objects.
+        generator: any Generator (wrapped in the call cache here).
+        options: run options (defaults: ``mc`` mode, all items).
+        out_dir: output folder; None returns results without writing.
+        cache_path: SQLite call cache (default under MEDMLLM_HOME; ``":memory:"`` for none).
+        retriever: for RAG evaluation (question-only queries).
+        progress: progress callback (the CLI draws a bar with ETA from it).
+        report: also render report.html.
+    """
+    options = options or EvalOptions()
+    loaded = [t if isinstance(t, Task) else load_task(t) for t in tasks]
+    path = None if cache_path == ":memory:" else Path(cache_path or default_cache_path())
+    cache = CallCache(path)
+    model = CachedGenerator(generator, cache)
+    evaluator = Evaluator(model, options, retriever=retriever, progress=progress)
+    started = time.perf_counter()
+    try:
+        sections = [run_task(evaluator, task, options) for task in loaded]
+    finally:
+        stats = cache.stats()
+        cache.close()
+    results: dict[str, Any] = {
+        "schema_version": 1,
+        "model": {"backend": model.backend, "model": model.model_id},
+        "config": {**asdict(options), "tasks": [t.name for t in loaded]},
+        "environment": environment(),
+        "tasks": {s["task"]: s for s in sections},
+        "run": {
+            "seconds": round(time.perf_counter() - started, 3),
+            "cache": {**stats, "path": str(path) if path else None},
+            "model_calls": model.model_calls,
+        },
+    }
+    if out_dir is not None:
+        write_results(results, Path(out_dir), report=report)
+    return results
+
+
+def write_results(results: dict[str, Any], out_dir: Path, *, report: bool = True) -> Path:
+    """Write results.json atomically (and report.html); returns the JSON path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "results.json"
+    tmp = out_dir / ".results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, target)
+    if report:
+        from medmllm.eval.report import write_report
+
+        write_report(results, out_dir / "report.html")
+    return target
+
+
+def environment() -> dict[str, Any]:
+    """Versions, git commit and machine facts recorded with every result."""
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    from medmllm import __version__
+
+    versions = {"medmllm": __version__, "python": platform.python_version()}
+    for dist in (
+        "torch",
+        "transformers",
+        "llama_cpp_python",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "sacrebleu",
+        "nltk",
+        "rouge-score",
+        "lm_eval",
+    ):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    commit = None
+    try:
+        repo = Path(__file__).resolve().parents[3]
+        proc = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if proc.returncode == 0:
+            commit = proc.stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
+            commit += "-dirty" if dirty.stdout.strip() else ""
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "versions": versions,
+        "git_commit": commit,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }

@@ -1,0 +1,518 @@
+"""Evaluation tasks: a folder ``tasks/<name>/task.yaml`` (+ optional ``process.py``) per benchmark.
+
+A task says *where* the data is (local JSONL/JSON/CSV or a Hugging Face dataset id), *how* a raw
+row maps to an :class:`Item` (field names, or a ``process_row`` hook in ``process.py`` when the
+public format needs code), *how* it is prompted (a Jinja2 template) and *what* is measured. The
+YAML is validated by the pydantic :class:`TaskConfig`, so a typo names the key and the file
+instead of surfacing later as a confusing KeyError deep in the runner.
+
+Built-in tasks register in :data:`TASKS` exactly like a plugin would (by folder), so
+``medmllm eval --tasks medqa`` and ``--task-file my_task.yaml`` go through the same code.
+
+Example:
+    >>> from medmllm.eval.task import load_task
+    >>> task = load_task("medmcqa")  # doctest: +SKIP
+    >>> items = task.load_items(limit=10)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medmllm.errors import ConfigError, DataFormatError, DataNotFoundError
+from medmllm.eval.readers import read_hf, read_rows
+from medmllm.registry import Registry
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+OutputType = Literal["multiple_choice", "generate", "vqa", "report"]
+
+
+class DatasetSpec(BaseModel):
+    """Where a task's rows come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | list[str] | None = Field(
+        None,
+        description="Local file(s): .jsonl, .json (a list or {id: row} object) or .csv. "
+        "'${shared}' expands to the shared data folder, '${VAR}' to an environment variable; "
+        "relative paths are taken from the task folder.",
+    )
+    hf_id: str | None = Field(
+        None, description="A Hugging Face dataset id, used when 'path' is not given."
+    )
+    hf_config: str | None = Field(None, description="The Hugging Face dataset config name.")
+    split: str = Field("test", description="Split name (Hugging Face) or a label (local files).")
+    csv_columns: list[str] | None = Field(
+        None,
+        description="Column names for header-less CSV files (e.g. MMLU: question,A,B,C,D,answer); "
+        "None reads the first line as the header.",
+    )
+    image_root: str | None = Field(
+        None,
+        description="Folder that relative image paths are resolved against (same expansion "
+        "rules as 'path'); default: the folder of the data file.",
+    )
+
+
+class FieldMap(BaseModel):
+    """Which keys of a raw row hold each part of an item (used when there is no process hook)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field("id", description="Row key of the item id; None numbers the rows.")
+    question: str = Field("question", description="Row key of the question text.")
+    options: str | None = Field(
+        "options",
+        description="Row key of the options: a {letter: text} object or a list (lettered A, B…).",
+    )
+    answer: str = Field("answer", description="Row key of the gold answer (a letter for MC).")
+    context: str | None = Field(None, description="Row key of a context passage (or list).")
+    image: str | None = Field(None, description="Row key of an image path (VQA/report tasks).")
+
+
+class PromptSpec(BaseModel):
+    """How an item becomes model input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: str = Field(
+        ...,
+        description="Jinja2 template of the prompt. Variables: question, options (list of "
+        "(letter, text)), options_text (rendered 'A. text' lines), context, passages.",
+    )
+    choices: Literal["letters", "text"] = Field(
+        "letters",
+        description="Log-likelihood continuations: ' A', ' B'… ('letters') or ' <option text>' "
+        "('text', e.g. PubMedQA's yes/no/maybe).",
+    )
+    instruction: str = Field(
+        "Answer with the letter of the correct option only.",
+        description="Appended to the prompt in generative mode to ask for an extractable answer.",
+    )
+    cot_instruction: str = Field(
+        "Think step by step, then finish with 'The answer is X'.",
+        description="Appended in chain-of-thought mode; extraction looks for the final answer.",
+    )
+    include_context: bool = Field(
+        True, description="Render the row's context (e.g. PubMedQA's abstract) into the prompt."
+    )
+
+
+class FewShotSpec(BaseModel):
+    """Fixed exemplars prepended to every prompt (the same for every item, so caches reuse them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(0, ge=0, description="Number of exemplars (0 = zero-shot).")
+    path: str | None = Field(
+        None,
+        description="File to take the exemplars from (its first n rows); None uses the first n "
+        "rows of the task's own data and removes them from the evaluated items.",
+    )
+    separator: str = Field("\n\n", description="Text between exemplars and the question.")
+
+
+class GenerationSpec(BaseModel):
+    """Decoding settings for generative modes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(32, gt=0, description="Tokens to generate for a direct answer.")
+    cot_max_tokens: int = Field(256, gt=0, description="Tokens to generate for chain-of-thought.")
+    stop: list[str] = Field(default_factory=list, description="Stop strings.")
+
+
+class TaskConfig(BaseModel):
+    """The schema of ``task.yaml``; every shipped task file is an instance of it (tested in CI)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., description="Registry name of the task (the folder name).")
+    description: str = Field("", description="One line shown by `medmllm eval list`.")
+    output_type: OutputType = Field(
+        ...,
+        description="multiple_choice (scored by option log-likelihood or extracted letters), "
+        "generate (free text), vqa (image + question) or report (image → report).",
+    )
+    dataset: DatasetSpec = Field(..., description="Where the rows come from.")
+    fields: FieldMap = Field(default_factory=FieldMap, description="Row keys of the item parts.")
+    process: str | None = Field(
+        None,
+        description="Name of a function in the task folder's process.py mapping (row, index) → "
+        "item dict (question, options, answer, id, context, image, meta); None uses 'fields'.",
+    )
+    prompt: PromptSpec = Field(..., description="Prompt template and answer format.")
+    fewshot: FewShotSpec = Field(default_factory=FewShotSpec, description="Few-shot exemplars.")
+    generation: GenerationSpec = Field(
+        default_factory=GenerationSpec, description="Decoding settings (generative modes)."
+    )
+    answer_type: Literal["letter", "yesno", "free"] = Field(
+        "letter",
+        description="How to extract an answer from generated text: an option letter, "
+        "yes/no(/maybe), or the free text itself.",
+    )
+    metrics: list[str] = Field(
+        default_factory=lambda: ["accuracy"],
+        description="Metric names from the metrics registry (`medmllm eval list --metrics`).",
+    )
+    bias_swaps: bool = Field(
+        False,
+        description="Questions are patient vignettes: run counterfactual sex/race/age swaps "
+        "when --bias is given.",
+    )
+
+
+@dataclass
+class Item:
+    """One evaluated example, in a format every mode and metric understands."""
+
+    id: str
+    question: str
+    answer: str
+    options: dict[str, str] | None = None
+    context: str | None = None
+    image: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadReport:
+    """What a loader kept and skipped (missing/corrupt images are skipped and counted)."""
+
+    n_rows: int = 0
+    filtered: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_ids: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, item_id: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        self.skipped_ids.append(item_id)
+
+
+TASKS: Registry[Path] = Registry("task")
+
+
+def _register_builtin_tasks() -> None:
+    # Each folder is a task; registering paths (not parsed configs) keeps `import` cheap.
+    if TASKS_DIR.is_dir():
+        for folder in sorted(TASKS_DIR.iterdir()):
+            if (folder / "task.yaml").is_file():
+                TASKS.register(folder.name, folder / "task.yaml")
+
+
+_register_builtin_tasks()
+
+
+def _expand(value: str, base: Path) -> Path:
+    """Expand ``${shared}``/``${VAR}`` and resolve a relative path against ``base``."""
+
+    def repl(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key == "shared":
+            from medmllm.config import shared_data_dir
+
+            return str(shared_data_dir())
+        if key not in os.environ:
+            raise ConfigError(
+                f"dataset path {value!r} uses ${{{key}}} but that environment variable is unset",
+                hint=f"export {key}=… or pass --data PATH",
+            )
+        return os.environ[key]
+
+    path = Path(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", repl, value)).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _format_validation_error(exc: ValidationError, source: Path) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"key '{key}': {err['msg']}")
+    return f"invalid task file {source}: " + "; ".join(parts)
+
+
+class Task:
+    """A loaded task: its validated config, folder and data loaders.
+
+    Args:
+        config: the parsed ``task.yaml``.
+        folder: the task folder (for ``process.py`` and relative paths).
+        source: the YAML file, quoted in error messages.
+    """
+
+    def __init__(self, config: TaskConfig, folder: Path, source: Path) -> None:
+        self.include_context = config.prompt.include_context
+        self.config = config
+        self.folder = folder
+        self.source = source
+        self.data_override: list[Path] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Task:
+        """Parse and validate a task YAML; errors name the file and the offending key."""
+        source = Path(path).expanduser()
+        if not source.is_file():
+            raise DataNotFoundError(
+                f"task file not found: {source}", hint="pass an existing task.yaml to --task-file"
+            )
+        try:
+            raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(
+                f"task file {source}{where} is not valid YAML: {getattr(exc, 'problem', exc)}",
+                hint="fix the YAML syntax (indentation, quotes)",
+            ) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"task file {source} must hold a mapping of keys, got {type(raw).__name__}",
+                hint="start from a shipped task: `medmllm eval list`",
+            )
+        raw.setdefault("name", source.parent.name if source.name == "task.yaml" else source.stem)
+        try:
+            config = TaskConfig.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(
+                _format_validation_error(exc, source),
+                hint="see the TaskConfig fields in docs/eval.md",
+            ) from None
+        return cls(config, source.parent, source)
+
+    # -- data ---------------------------------------------------------------------------------
+    def data_paths(self) -> list[Path]:
+        """The local data file(s), expanded (``--data`` overrides the YAML)."""
+        if self.data_override is not None:
+            return self.data_override
+        spec = self.config.dataset
+        if spec.path is None:
+            return []
+        values = [spec.path] if isinstance(spec.path, str) else list(spec.path)
+        return [_expand(v, self.folder) for v in values]
+
+    def image_root(self, data_file: Path | None) -> Path | None:
+        root = self.config.dataset.image_root
+        if root is not None and self.data_override is None:
+            return _expand(root, self.folder)
+        return data_file.parent if data_file is not None else None
+
+    @cached_property
+    def _process(self) -> Callable[[dict[str, Any], int], dict[str, Any]] | None:
+        if self.config.process is None:
+            return None
+        module_path = self.folder / "process.py"
+        if not module_path.is_file():
+            raise ConfigError(
+                f"task {self.name!r} names process '{self.config.process}' but {module_path} "
+                "does not exist",
+                hint="add process.py next to task.yaml or remove the 'process' key",
+            )
+        spec = importlib.util.spec_from_file_location(f"medmllm_task_{self.name}", module_path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        fn = getattr(module, self.config.process, None)
+        if fn is None:
+            raise ConfigError(
+                f"task file {self.source}: key 'process' names {self.config.process!r}, "
+                f"which {module_path} does not define",
+                hint="use the name of a function in process.py",
+            )
+        return fn
+
+    def raw_rows(self) -> list[tuple[Path | None, int, dict[str, Any]]]:
+        """All rows as (file, 1-based row number, row)."""
+        paths = self.data_paths()
+        if paths:
+            rows: list[tuple[Path | None, int, dict[str, Any]]] = []
+            for path in paths:
+                rows += [(path, n, row) for n, row in read_rows(path, self.config.dataset)]
+            return rows
+        if self.config.dataset.hf_id:
+            return [(None, n, row) for n, row in read_hf(self.config.dataset)]
+        raise ConfigError(
+            f"task file {self.source}: key 'dataset' needs 'path' or 'hf_id'",
+            hint="set dataset.path to a local file, or pass --data PATH",
+        )
+
+    def to_item(self, row: dict[str, Any], number: int, where: str) -> Item | None:
+        """Map one raw row to an :class:`Item` (None: the hook filtered it out).
+
+        Problems name the file and the row number.
+        """
+        process = self._process
+        if process is not None:
+            try:
+                mapped = process(row, number)
+                if mapped is None:
+                    return None
+            except KeyError as exc:
+                raise DataFormatError(
+                    f"{where} row {number}: missing field {exc.args[0]!r}",
+                    hint=f"every row needs the fields task {self.name!r} reads",
+                ) from None
+        else:
+            mapped = self._map_fields(row, number, where)
+        options = _normalise_options(mapped.get("options"), where, number)
+        answer = str(mapped.get("answer", "")).strip()
+        if self.config.output_type == "multiple_choice":
+            if not options:
+                raise DataFormatError(
+                    f"{where} row {number}: a multiple-choice item has no options",
+                    hint="check the 'options' field mapping",
+                )
+            if answer not in options:
+                raise DataFormatError(
+                    f"{where} row {number}: answer {answer!r} is not among the options "
+                    f"{sorted(options)}",
+                    hint="fix the row's answer letter or the 'answer' field mapping",
+                )
+        if not str(mapped.get("question", "")).strip() and self.config.output_type != "report":
+            raise DataFormatError(f"{where} row {number}: empty question")
+        context = mapped.get("context")
+        if isinstance(context, list):
+            context = "\n".join(str(c) for c in context)
+        return Item(
+            id=str(mapped.get("id") if mapped.get("id") is not None else number),
+            question=str(mapped.get("question", "")),
+            answer=answer,
+            options=options,
+            context=context,
+            image=mapped.get("image"),
+            meta=dict(mapped.get("meta") or {}),
+        )
+
+    def _map_fields(self, row: dict[str, Any], number: int, where: str) -> dict[str, Any]:
+        fm = self.config.fields
+        out: dict[str, Any] = {}
+        wanted = {
+            "id": fm.id,
+            "question": fm.question,
+            "options": fm.options,
+            "answer": fm.answer,
+            "context": fm.context,
+            "image": fm.image,
+        }
+        optional = {"id", "context"}
+        if self.config.output_type != "multiple_choice":
+            optional.add("options")
+        for part, key in wanted.items():
+            if key is None:
+                continue
+            if key not in row:
+                if part in optional:
+                    continue
+                raise DataFormatError(
+                    f"{where} row {number}: missing field {key!r} (needed as the {part})",
+                    hint=f"add {key!r} to every row, or map another key with fields.{part}",
+                )
+            out[part] = row[key]
+        return out
+
+    def load_items(
+        self, *, limit: int | None = None, check_images: bool = True
+    ) -> tuple[list[Item], list[Item], LoadReport]:
+        """Load (items, few-shot exemplars, load report).
+
+        Exemplars taken from the task's own data are removed from the items, so no question is
+        ever its own exemplar. Images that are missing or unreadable skip the item (counted in
+        the report) instead of failing the whole run.
+        """
+        report = LoadReport()
+        rows = self.raw_rows()
+        report.n_rows = len(rows)
+        fs = self.config.fewshot
+        exemplars: list[Item] = []
+        if fs.n:
+            if fs.path is None:
+                exemplar_rows, rows = rows[: fs.n], rows[fs.n :]
+            else:
+                path = _expand(fs.path, self.folder)
+                exemplar_rows = [(path, n, r) for n, r in read_rows(path, self.config.dataset)]
+                exemplar_rows = exemplar_rows[: fs.n]
+            mapped = [self.to_item(r, n, str(p or self.name)) for p, n, r in exemplar_rows]
+            exemplars = [m for m in mapped if m is not None]
+        items: list[Item] = []
+        needs_image = self.config.output_type in ("vqa", "report")
+        for path, number, row in rows:
+            if limit is not None and len(items) >= limit:
+                break
+            item = self.to_item(row, number, str(path or self.config.dataset.hf_id))
+            if item is None:
+                report.filtered += 1
+                continue
+            if needs_image:
+                problem = _check_image(item, self.image_root(path), check_images)
+                if problem:
+                    report.skip(problem, item.id)
+                    continue
+            items.append(item)
+        return items, exemplars, report
+
+
+def _normalise_options(value: Any, where: str, number: int) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {str(k).strip(): str(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return {LETTERS[i]: str(v) for i, v in enumerate(value)}
+    raise DataFormatError(
+        f"{where} row {number}: options must be an object or a list, got {type(value).__name__}"
+    )
+
+
+def _check_image(item: Item, root: Path | None, verify: bool) -> str | None:
+    """Resolve the item's image path in place; return a skip reason or None."""
+    if not item.image:
+        return "missing_image"
+    path = Path(item.image)
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    if not path.is_file():
+        return "missing_image"
+    if verify:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                img.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            return "corrupt_image"
+    item.image = str(path)
+    return None
+
+
+def load_task(name_or_file: str | Path) -> Task:
+    """A task by registry name, or from a YAML file path.
+
+    Raises:
+        UnknownNameError: an unknown name (the message lists close names and all tasks).
+        ConfigError: the YAML is malformed (names the key and file).
+    """
+    text = str(name_or_file)
+    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        return Task.from_file(text)
+    return Task.from_file(TASKS.get(text))
+
+
+def list_tasks() -> list[TaskConfig]:
+    """Configs of every registered task (for ``medmllm eval list``)."""
+    return [Task.from_file(TASKS.get(name)).config for name in TASKS.names()]

@@ -1,0 +1,1 @@
+"""Built-in evaluation tasks, one folder each (task.yaml + optional process.py)."""

@@ -1,0 +1,1 @@
+"""Task folder (shipped as package data; process.py is loaded by path, not imported)."""

