@@ -30,8 +30,6 @@ def test_ci_runs_the_readme_test_command():
 @pytest.mark.slow
 def test_main_job_runs():
     """`make demo` (setup is already done by `make test`, so this is the demo itself)."""
-    result = subprocess.run(
-        ["make", "demo"], cwd=REPO, capture_output=True, text=True, timeout=900
-    )
+    result = subprocess.run(["make", "demo"], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
