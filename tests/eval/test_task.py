@@ -102,7 +102,7 @@ def test_answer_not_among_options(tmp_path: Path, mcqa_file: Path) -> None:
 def test_invalid_json_line(tmp_path: Path, mcqa_file: Path) -> None:
     mcqa_file.write_text(mcqa_file.read_text() + "{not json\n")
     task = Task.from_file(write_task(tmp_path, MC_TASK.format(path=mcqa_file)))
-    with pytest.raises(DataFormatError, match=r"row 13: not valid JSON"):
+    with pytest.raises(DataFormatError, match=r"\.jsonl:13: not valid JSON"):
         task.load_items()
 
 

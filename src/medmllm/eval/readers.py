@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medmllm.errors import DataFormatError, DataNotFoundError
+from medmllm.jsonl import iter_jsonl
 
 if TYPE_CHECKING:
     from medmllm.eval.task import DatasetSpec
@@ -28,22 +29,7 @@ def read_rows(path: Path, spec: DatasetSpec) -> list[tuple[int, dict[str, Any]]]
         )
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataFormatError(
-                        f"{path} row {number}: not valid JSON ({exc.msg})",
-                        hint="each line of a .jsonl file must be one JSON object",
-                    ) from None
-                if not isinstance(row, dict):
-                    raise DataFormatError(f"{path} row {number}: expected a JSON object")
-                rows.append((number, row))
-        return rows
+        return list(iter_jsonl(path))
     if suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

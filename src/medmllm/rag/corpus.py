@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medmllm.errors import DataFormatError, DataNotFoundError, EmptyCorpusError
+from medmllm.jsonl import iter_jsonl
 from medmllm.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -92,23 +92,7 @@ def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     """Yield (line number, object); a malformed line stops with its number and the fix."""
     if not path.is_file():
         raise DataNotFoundError(f"corpus file not found: {path}", hint="pass an existing --from")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(
-                    f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})",
-                    hint="fix or delete that line; each line must be one JSON object",
-                ) from None
-            if not isinstance(row, dict):
-                raise DataFormatError(
-                    f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}",
-                    hint='each line must be one JSON object like {"id": …, "text": …}',
-                )
-            yield lineno, row
+    yield from iter_jsonl(path)
 
 
 @LOADERS.register("jsonl")
