@@ -27,9 +27,8 @@ from medmllm.errors import (
     InvalidModelFileError,
     MissingDependencyError,
     ModelNotFoundError,
-    OfflineError,
 )
-from medmllm.models.defaults import EMBEDDED_MODELS, is_gguf, resolve_model_path
+from medmllm.models.defaults import DEFAULT_MODEL, EMBEDDED_MODELS, is_gguf, resolve_model_path
 from medmllm.models.generator import (
     BACKENDS,
     BaseGenerator,
@@ -139,7 +138,7 @@ class HFGenerator(BaseGenerator):
         self._torch = torch
         settings = get_settings()
         source = self._resolve(model, settings)
-        super().__init__(model_id=model or EMBEDDED_MODELS_DEFAULT_NAME)
+        super().__init__(model_id=model or DEFAULT_MODEL)
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(
                 source, trust_remote_code=trust_remote_code
@@ -185,10 +184,7 @@ class HFGenerator(BaseGenerator):
                     hint="pass a folder written by save_pretrained, a .gguf file, or a hub id",
                 )
             return str(path)
-        try:
-            ensure_online(f"the Hugging Face hub (model {model!r})", settings)
-        except OfflineError:
-            raise
+        ensure_online(f"the Hugging Face hub (model {model!r})", settings)
         return model
 
     # -- generation ---------------------------------------------------------------------------
@@ -365,6 +361,3 @@ class HFGenerator(BaseGenerator):
 def _output_cache(out: Any) -> Any:
     cache = getattr(out, "past_key_values", None)
     return cache if cache is not None else getattr(out, "cache", None)
-
-
-EMBEDDED_MODELS_DEFAULT_NAME = next(iter(EMBEDDED_MODELS))
