@@ -47,6 +47,7 @@ from medmllm.eval.prompting import (
 )
 from medmllm.eval.task import Item, Task, load_task
 from medmllm.models.generator import LoglikelihoodRequest
+from medmllm.provenance import environment
 
 Mode = Literal["mc", "gen", "cot"]
 Progress = Callable[[str, int, int], None]  # (task name, done items, total items)
@@ -473,53 +474,3 @@ def write_results(results: dict[str, Any], out_dir: Path, *, report: bool = True
 
         write_report(results, out_dir / "report.html")
     return target
-
-
-def environment() -> dict[str, Any]:
-    """Versions, git commit and machine facts recorded with every result."""
-    import platform
-    import subprocess
-    from importlib import metadata
-
-    from medmllm import __version__
-
-    versions = {"medmllm": __version__, "python": platform.python_version()}
-    for dist in (
-        "torch",
-        "transformers",
-        "llama_cpp_python",
-        "numpy",
-        "scipy",
-        "scikit-learn",
-        "sacrebleu",
-        "nltk",
-        "rouge-score",
-        "lm_eval",
-    ):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    commit = None
-    try:
-        repo = Path(__file__).resolve().parents[3]
-        proc = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        if proc.returncode == 0:
-            commit = proc.stdout.strip()
-            dirty = subprocess.run(
-                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            )
-            commit += "-dirty" if dirty.stdout.strip() else ""
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {
-        "versions": versions,
-        "git_commit": commit,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-    }
