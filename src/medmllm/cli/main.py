@@ -37,18 +37,28 @@ def _root(
     """medmllm: medical LLM toolkit."""
 
 
+# One module per command group, each with ``register(app)``; imported here so
+# `medmllm --version` stays fast. Rooms add their module to this tuple.
+_COMMAND_MODULES = (
+    "ask",
+    "models",
+    "index",
+    "eval",
+    "train",
+    "export",
+    "experiment",
+    "deid",
+    "serve",
+    "app",
+    "agent",
+)
+
+
 def _register_commands() -> None:
-    # Imported here so `medmllm --version` stays fast and each group is its own module.
-    from medmllm.cli import ask, models
+    import importlib
 
-    ask.register(app)
-    models.register(app)
-    from medmllm.cli import index
-
-    index.register(app)
-    from medmllm.cli import eval as eval_cmd
-
-    eval_cmd.register(app)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"medmllm.cli.{name}").register(app)
 
 
 _register_commands()
