@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from medmllm.config import shared_data_dir  # noqa: E402
 from medmllm.rag.chunk import ChunkConfig, chunk_documents  # noqa: E402
 from medmllm.rag.corpus import load_corpus  # noqa: E402
-from medmllm.rag.retriever import Retriever, build_retriever  # noqa: E402
+from medmllm.rag.retriever import BaseRetriever, Retriever, build_retriever  # noqa: E402
 
 KS = (1, 5, 10)
 
@@ -156,7 +156,7 @@ def ours(retriever: Retriever, k: int = 30) -> Callable[[str], list[str]]:
     return search
 
 
-def build_ours(kind: str, chunks, **config) -> tuple[Retriever, float]:
+def build_ours(kind: str, chunks, **config) -> tuple[BaseRetriever, float]:
     retriever = build_retriever(kind=kind, **config)
     start = time.perf_counter()
     retriever.build(chunks, progress=False)
@@ -259,10 +259,10 @@ def section_pubmedqa(data: Path) -> dict:
 
 
 def _yes_no_maybe_prompt(question: str, passages: Sequence[str]) -> str:
-    from medmllm.prompts.rag import neutralise
+    from medmllm.prompts.rag import with_passages  # the one passage format (injection-safe)
 
-    context = "".join(f"Passage [{i}]: {neutralise(p)}\n" for i, p in enumerate(passages, 1))
-    return f"{context}Question: {question}\nAnswer the question with yes, no or maybe.\nAnswer:"
+    prompt = f"Question: {question}\nAnswer the question with yes, no or maybe.\nAnswer:"
+    return with_passages(prompt, list(passages))
 
 
 def section_e2e(

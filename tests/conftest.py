@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.engines import free_port, require_llama_cpp
+from tests.fakes import FakeGenerator
 
 REPO = Path(__file__).resolve().parents[1]
 # Converted model weights are cached here across test runs (gitignored), so the ~20 s GGUF
@@ -53,48 +54,10 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-class ScriptedGenerator:
-    """A test double of the Generator interface: replies and scores come from scripts."""
-
-    backend = "scripted"
-    model_id = "scripted"
-
-    def __init__(self, replies: Sequence[str] = ("ok",), scores: dict | None = None) -> None:
-        from medmllm.models.generator import BaseGenerator
-
-        self._replies = list(replies)
-        self._scores = scores or {}
-        self.calls: list[tuple] = []
-        self._base = BaseGenerator  # for type checks in tests
-
-    def chat(self, messages, images=None, **sampling):
-        from medmllm.models.generator import Completion, Usage
-
-        self.calls.append(("chat", messages, sampling))
-        text = self._replies[(len(self.calls) - 1) % len(self._replies)]
-        return Completion(
-            text, "stop", Usage(1, len(text.split())), 0.0, 0.0, "scripted", "scripted"
-        )
-
-    def stream(self, messages, images=None, **sampling) -> Iterator:
-        from medmllm.models.generator import StreamChunk
-
-        completion = self.chat(messages, images, **sampling)
-        for word in completion.text.split(" "):
-            yield StreamChunk(word + " ")
-        yield StreamChunk("", finish_reason="stop", usage=completion.usage)
-
-    def loglikelihood(self, requests):
-        self.calls.append(("loglikelihood", list(requests)))
-        return [float(self._scores.get(r.continuation, -1.0)) for r in requests]
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture()
-def scripted_generator() -> type[ScriptedGenerator]:
-    return ScriptedGenerator
+def scripted_generator() -> type[FakeGenerator]:
+    """The one Generator test double: ``scripted_generator(["reply"], scores={" A": -1.0})``."""
+    return FakeGenerator
 
 
 @pytest.fixture(scope="session")

@@ -12,47 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from medmllm.errors import InvalidRequestError
-from medmllm.models.generator import BaseGenerator, Message, SamplingParams, Usage, load_generator
+from medmllm.answers import Answer, check_question
+from medmllm.models.generator import Generator, Message, SamplingParams, Usage, load_generator
+from medmllm.prompts.rag import RAG_SYSTEM_PROMPT, build_rag_messages
 from medmllm.prompts.system import MEDICAL_SYSTEM_PROMPT, build_messages
+from medmllm.rag.citations import grounded_extra, retrieve
+from medmllm.rag.retriever import Hit, Retriever
 
-
-@dataclass
-class Answer:
-    """One answered question, as printed by ``medmllm ask --json``."""
-
-    question: str
-    answer: str
-    model: str
-    backend: str
-    usage: Usage
-    latency_s: float
-    ttft_s: float | None = None
-    finish_reason: str = "stop"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "answer": self.answer,
-            "model": self.model,
-            "backend": self.backend,
-            "usage": self.usage.to_dict(),
-            "latency_s": round(self.latency_s, 4),
-            "ttft_s": None if self.ttft_s is None else round(self.ttft_s, 4),
-            "finish_reason": self.finish_reason,
-            **self.extra,
-        }
-
-
-def check_question(question: str) -> str:
-    """Reject empty or whitespace-only questions with a clear error."""
-    if not isinstance(question, str) or not question.strip():
-        raise InvalidRequestError("the question is empty", hint='ask e.g. "What is HbA1c?"')
-    return question.strip()
+__all__ = ["Answer", "Assistant", "check_question"]
 
 
 class Assistant:
@@ -63,30 +32,26 @@ class Assistant:
         system_prompt: replaces the default safety-framed medical prompt (with a retriever,
             the default becomes the grounded prompt of :mod:`medmllm.prompts.rag`).
         keep_history: remember turns (``medmllm chat``) or answer each question alone.
-        retriever: an opened index or retriever (``search(query, k)``); when given, answers are
-            grounded in the top-``k`` passages and carry citations and a grounding score.
+        retriever: any :class:`~medmllm.rag.retriever.Retriever` (an opened index too); when
+            given, answers are grounded in the top-``k`` passages and carry citations and a
+            grounding score.
         k: passages retrieved per question.
     """
 
     def __init__(
         self,
-        generator: BaseGenerator,
+        generator: Generator,
         *,
         system_prompt: str | None = None,
         keep_history: bool = False,
-        retriever: Any = None,
+        retriever: Retriever | None = None,
         k: int = 3,
     ) -> None:
         self.generator = generator
         self.retriever = retriever
         self.k = k
         if system_prompt is None:
-            if retriever is not None:
-                from medmllm.prompts.rag import RAG_SYSTEM_PROMPT
-
-                system_prompt = RAG_SYSTEM_PROMPT
-            else:
-                system_prompt = MEDICAL_SYSTEM_PROMPT
+            system_prompt = MEDICAL_SYSTEM_PROMPT if retriever is None else RAG_SYSTEM_PROMPT
         self.system_prompt = system_prompt
         self.keep_history = keep_history
         self.history: list[Message] = []
@@ -108,11 +73,8 @@ class Assistant:
         question = check_question(question)
         SamplingParams(max_tokens=max_tokens, temperature=temperature)  # validate before loading
         start = time.perf_counter()
-        hits: list[Any] = []
+        hits: list[Hit] = []
         if self.retriever is not None:
-            from medmllm.prompts.rag import build_rag_messages
-            from medmllm.rag.answer import retrieve
-
             hits = retrieve(self.retriever, question, self.k)
             passages = [(h.chunk.title, h.chunk.text) for h in hits]
             messages = build_rag_messages(question, passages, self.history, self.system_prompt)
@@ -138,8 +100,6 @@ class Assistant:
             self.history += [Message("user", question), Message("assistant", text)]
         extra: dict[str, Any] = {}
         if self.retriever is not None:
-            from medmllm.rag.answer import grounded_extra
-
             extra = grounded_extra(text, hits)
         yield Answer(
             question=question,

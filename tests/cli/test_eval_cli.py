@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FAKE = "fake_backend:FakeGenerator"
+FAKE = "tests.fakes:FakeGenerator"
 TASK = """\
 name: synth
 output_type: multiple_choice
@@ -31,7 +31,7 @@ metrics: [accuracy]
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "eval"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     env["MEDMLLM_HOME"] = str(tmp_path / "home")
     env.update(extra)
     return env

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
-sys.path.insert(0, str(HERE))  # fake_backend for in-process tests
 
 
 def _image(path: Path, shade: int = 128) -> None:

@@ -1,4 +1,4 @@
-"""Helpers shared by the eval tests (imported by name; tests/eval is on sys.path)."""
+"""Helpers shared by the eval tests (``from tests.eval.eval_helpers import …``)."""
 
 from __future__ import annotations
 

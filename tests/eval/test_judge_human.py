@@ -11,22 +11,15 @@ import pytest
 from medmllm.errors import DataFormatError
 from medmllm.eval.human import agreement, export_sheet, import_sheets
 from medmllm.eval.judge import compare_answers, judge_run, parse_scores, score_answer
-from medmllm.models.generator import Completion, Usage
+from tests.fakes import FakeGenerator
 
 
-class Judge:
-    """Replies from a function of the prompt."""
+class Judge(FakeGenerator):
+    """Replies from a function of the prompt; ``prompts`` lists what it was asked."""
 
-    backend, model_id = "test", "judge"
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.prompts = []
-
-    def chat(self, messages, images=None, **sampling):
-        prompt = messages[-1]["content"]
-        self.prompts.append(prompt)
-        return Completion(self.fn(prompt), "stop", Usage(1, 1), 0.0)
+    @property
+    def prompts(self) -> list[str]:
+        return [call[1][-1]["content"] for call in self.calls if call[0] == "chat"]
 
 
 def test_parse_scores_json_and_text() -> None:

@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_runner import PositionBiased, _task
 
 from medmllm.eval.runner import EvalOptions, run_eval
+from tests.eval.test_runner import _task, position_biased
 
 
 def _chromium() -> str:
@@ -29,7 +29,7 @@ def test_report_renders_with_plots_in_headless_chromium(tmp_path: Path, mcqa_fil
     out = tmp_path / "run"
     run_eval(
         [_task(tmp_path, mcqa_file)],
-        PositionBiased(),
+        position_biased(),
         EvalOptions(debias=True),
         out_dir=out,
         cache_path=":memory:",

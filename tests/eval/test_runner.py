@@ -7,44 +7,27 @@ import re
 from pathlib import Path
 
 import pytest
-from eval_helpers import MC_TASK, write_task
-from fake_backend import FakeGenerator
 
 from medmllm.errors import InvalidRequestError, UnsupportedInputError
 from medmllm.eval.runner import EvalOptions, run_eval
 from medmllm.eval.task import Task, load_task
-from medmllm.models.generator import Completion, Usage
+from medmllm.models.generator import LoglikelihoodRequest
+from tests.eval.eval_helpers import MC_TASK, write_task
+from tests.fakes import FakeGenerator
 
 GOLDS = "AAAAAABBBCCD"
 
 
-class PositionBiased:
+def position_score(request: LoglikelihoodRequest) -> float:
     """Prefers whichever option sits at letter A (+2) and knows the answer a bit (+1.5)."""
+    i = int(re.search(r"symptom (\d+)", request.context).group(1))
+    letter = request.continuation.strip()
+    text = re.search(rf"^{letter}\. (.*)$", request.context, re.M).group(1)
+    return (2.0 if letter == "A" else 0.0) + (1.5 if text == f"option {GOLDS[i]}{i}" else 0)
 
-    backend = "test"
-    model_id = "position-biased"
 
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.calls = 0
-        self.fail_after = fail_after
-
-    def loglikelihood(self, requests):
-        out = []
-        for r in requests:
-            self.calls += 1
-            if self.fail_after is not None and self.calls > self.fail_after:
-                raise KeyboardInterrupt("simulated kill")
-            i = int(re.search(r"symptom (\d+)", r.context).group(1))
-            letter = r.continuation.strip()
-            text = re.search(rf"^{letter}\. (.*)$", r.context, re.M).group(1)
-            score = (2.0 if letter == "A" else 0.0) + (
-                1.5 if text == f"option {GOLDS[i]}{i}" else 0
-            )
-            out.append(score)
-        return out
-
-    def chat(self, messages, images=None, **sampling):
-        raise AssertionError("not used")
+def position_biased(fail_after: int | None = None) -> FakeGenerator:
+    return FakeGenerator(scores=position_score, model="position-biased", fail_after=fail_after)
 
 
 def _task(tmp_path: Path, mcqa_file: Path) -> Task:
@@ -52,7 +35,7 @@ def _task(tmp_path: Path, mcqa_file: Path) -> Task:
 
 
 def test_mc_reports_baseline_distribution_and_calibration(tmp_path, mcqa_file) -> None:
-    res = run_eval([_task(tmp_path, mcqa_file)], PositionBiased(), cache_path=":memory:")
+    res = run_eval([_task(tmp_path, mcqa_file)], position_biased(), cache_path=":memory:")
     s = res["tasks"]["synth"]
     assert s["n"] == 12
     assert s["metrics"]["accuracy"]["value"] == pytest.approx(0.5)  # = share of gold "A"
@@ -65,7 +48,7 @@ def test_mc_reports_baseline_distribution_and_calibration(tmp_path, mcqa_file) -
 
 
 def test_option_rotation_debiasing_removes_position_bias(tmp_path, mcqa_file) -> None:
-    model = PositionBiased()
+    model = position_biased()
     res = run_eval(
         [_task(tmp_path, mcqa_file)], model, EvalOptions(debias=True), cache_path=":memory:"
     )
@@ -75,7 +58,7 @@ def test_option_rotation_debiasing_removes_position_bias(tmp_path, mcqa_file) ->
     assert deb["metrics"]["accuracy"]["value"] == pytest.approx(1.0)
     assert deb["prediction_distribution"] == {"A": 6, "B": 3, "C": 2, "D": 1}
     assert deb["rotations"] == 4 and deb["cost_factor"] == 4
-    assert model.calls == 12 * 4 * 4  # items × rotations × options
+    assert model.n_scored == 12 * 4 * 4  # items × rotations × options
     assert s["timing"]["model_calls"] == 12 * 16
 
 
@@ -83,28 +66,28 @@ def test_killed_run_resumes_with_identical_results(tmp_path, mcqa_file) -> None:
     cache = tmp_path / "calls.sqlite"
     full = run_eval(
         [_task(tmp_path, mcqa_file)],
-        PositionBiased(),
+        position_biased(),
         EvalOptions(batch_size=2),
         cache_path=tmp_path / "other.sqlite",
     )
     with pytest.raises(KeyboardInterrupt):
         run_eval(
             [_task(tmp_path, mcqa_file)],
-            PositionBiased(fail_after=20),
+            position_biased(fail_after=20),
             EvalOptions(batch_size=2),
             cache_path=cache,
         )
-    resumed_model = PositionBiased()
+    resumed_model = position_biased()
     resumed = run_eval(
         [_task(tmp_path, mcqa_file)], resumed_model, EvalOptions(batch_size=2), cache_path=cache
     )
     assert resumed["run"]["cache"]["hits"] == 16  # the two batches finished before the kill
-    assert resumed_model.calls == 48 - 16  # nothing computed twice
+    assert resumed_model.n_scored == 48 - 16  # nothing computed twice
     strip = lambda r: {k: v for k, v in r["tasks"]["synth"].items() if k != "timing"}  # noqa: E731
     assert strip(resumed) == strip(full)
-    again = PositionBiased()
+    again = position_biased()
     run_eval([_task(tmp_path, mcqa_file)], again, EvalOptions(batch_size=2), cache_path=cache)
-    assert again.calls == 0
+    assert again.n_scored == 0
 
 
 def test_fewshot_prefix_is_shared_and_exemplars_excluded(tmp_path, mcqa_file, scripted_generator):
@@ -117,36 +100,19 @@ def test_fewshot_prefix_is_shared_and_exemplars_excluded(tmp_path, mcqa_file, sc
     assert "Answer: A\n\n" in prefix and all(c.startswith(prefix[:-40]) for c in contexts)
 
 
-class Replies:
-    """Chat replies from a list; loglikelihood unused."""
-
-    backend = "test"
-    model_id = "replies"
-    supports_images = False
-
-    def __init__(self, replies):
-        self.replies = list(replies)
-        self.calls = []
-
-    def chat(self, messages, images=None, **sampling):
-        self.calls.append((messages, images, sampling))
-        text = self.replies[(len(self.calls) - 1) % len(self.replies)]
-        return Completion(text, "stop", Usage(1, 1), 0.0, model="replies", backend="test")
-
-
 def test_generative_mode_counts_invalid(tmp_path, mcqa_file) -> None:
-    gen = Replies(["The answer is A.", "no idea", "B) option", "hmm"])
+    gen = FakeGenerator(["The answer is A.", "no idea", "B) option", "hmm"])
     res = run_eval(
         [_task(tmp_path, mcqa_file)], gen, EvalOptions(mode="gen", limit=8), cache_path=":memory:"
     )
     s = res["tasks"]["synth"]
     assert s["invalid"] == 4
     assert s["prediction_distribution"] == {"A": 2, "B": 2, "invalid": 4}
-    assert "Answer with the letter" in gen.calls[0][0][0]["content"]
+    assert "Answer with the letter" in gen.calls[0][1][0]["content"]
 
 
 def test_self_consistency_majority_vote(tmp_path, mcqa_file) -> None:
-    gen = Replies(["so the answer is B", "the answer is B", "The answer is C"])
+    gen = FakeGenerator(["so the answer is B", "the answer is B", "The answer is C"])
     res = run_eval(
         [_task(tmp_path, mcqa_file)],
         gen,
@@ -163,7 +129,7 @@ def test_self_consistency_majority_vote(tmp_path, mcqa_file) -> None:
     }
     seeds = [c[2]["seed"] for c in gen.calls[:3]]
     assert seeds == [1234, 1235, 1236] and gen.calls[0][2]["temperature"] == 0.7
-    assert "step by step" in gen.calls[0][0][0]["content"]
+    assert "step by step" in gen.calls[0][1][0]["content"]
     assert "calibration" in s
 
 
@@ -198,16 +164,14 @@ def test_rag_queries_question_only(tmp_path, mcqa_file, scripted_generator) -> N
 
 
 def test_bias_swaps_flip_rate(tmp_path, mcqa_file, scripted_generator) -> None:
-    class SexSensitive(PositionBiased):
-        def loglikelihood(self, requests):
-            base = super().loglikelihood(requests)
-            return [
-                b + (5.0 if "woman" in r.context and r.continuation == " B" else 0)
-                for b, r in zip(base, requests, strict=True)
-            ]
+    def sex_sensitive(r: LoglikelihoodRequest) -> float:
+        return position_score(r) + (5.0 if "woman" in r.context and r.continuation == " B" else 0)
 
     res = run_eval(
-        [_task(tmp_path, mcqa_file)], SexSensitive(), EvalOptions(bias=True), cache_path=":memory:"
+        [_task(tmp_path, mcqa_file)],
+        FakeGenerator(scores=sex_sensitive),
+        EvalOptions(bias=True),
+        cache_path=":memory:",
     )
     bias = res["tasks"]["synth"]["bias"]
     assert bias["sex"]["n"] == 12 and bias["sex"]["flip_rate"]["value"] == 1.0
@@ -219,7 +183,7 @@ def test_bias_swaps_flip_rate(tmp_path, mcqa_file, scripted_generator) -> None:
 def test_vqa_needs_an_image_model(bench_dir, monkeypatch) -> None:
     monkeypatch.setenv("MEDMLLM_SLAKE_DIR", str(bench_dir / "slake"))
     with pytest.raises(UnsupportedInputError, match="text-only"):
-        run_eval(["slake"], Replies(["yes"]), EvalOptions(mode="gen"), cache_path=":memory:")
+        run_eval(["slake"], FakeGenerator(["yes"]), EvalOptions(mode="gen"), cache_path=":memory:")
     with pytest.raises(InvalidRequestError, match="--mode gen"):
         run_eval(["slake"], FakeGenerator(), EvalOptions(mode="mc"), cache_path=":memory:")
 
@@ -228,8 +192,9 @@ def test_vqa_and_report_tasks(bench_dir, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("MEDMLLM_SLAKE_DIR", str(bench_dir / "slake"))
     monkeypatch.setenv("MEDMLLM_IUXRAY_DIR", str(bench_dir / "iuxray"))
     (bench_dir / "slake/imgs/xmlab2/source.jpg").write_bytes(b"\x89PNG broken")
-    gen = Replies(["Yes", "The right lung.", "The lungs are clear. A dragon is seen."])
-    gen.supports_images = True
+    gen = FakeGenerator(
+        ["Yes", "The right lung.", "The lungs are clear. A dragon is seen."], supports_images=True
+    )
     res = run_eval(
         ["slake", "report_generation"],
         gen,
@@ -241,7 +206,7 @@ def test_vqa_and_report_tasks(bench_dir, monkeypatch, tmp_path) -> None:
     assert slake["n"] == 2 and slake["skipped"] == {"corrupt_image": 1} and slake["filtered"] == 1
     assert slake["metrics"]["vqa_closed_accuracy"]["value"] == 1.0
     assert slake["metrics"]["vqa_open_accuracy"]["value"] == 1.0
-    assert gen.calls[0][1][0].endswith("source.jpg")
+    assert gen.images[0][0].endswith("source.jpg")
     rep = res["tasks"]["report_generation"]
     assert {"bleu1", "bleu4", "sacrebleu", "rouge_l", "meteor", "hallucination"} <= set(
         rep["metrics"]

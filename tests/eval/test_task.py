@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from eval_helpers import MC_TASK, write_task
 
 from medmllm.errors import ConfigError, DataFormatError, DataNotFoundError, UnknownNameError
 from medmllm.eval.task import TASKS, TASKS_DIR, Task, TaskConfig, load_task
+from tests.eval.eval_helpers import MC_TASK, write_task
 
 SHIPPED = [
     "medqa",

@@ -21,13 +21,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from medmllm.eval import metrics as M
-
-if TYPE_CHECKING:
-    from medmllm.eval.runner import Evaluator, Prediction
-    from medmllm.eval.task import Item, Task
+from medmllm.eval.predictions import Prediction, Predictor
+from medmllm.eval.task import Item, Task
 
 SEX_WORDS = {
     "female": {
@@ -148,7 +146,7 @@ def variants(item: Item) -> dict[str, dict[str, Item]]:
 
 
 def run_bias(
-    evaluator: Evaluator,
+    evaluator: Predictor,
     task: Task,
     items: Sequence[Item],
     exemplars: list[Item],

@@ -18,18 +18,26 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from medmllm.errors import DataFormatError
-from medmllm.models.generator import Completion, LoglikelihoodRequest, Message, Usage
+from medmllm.models.generator import (
+    Completion,
+    Generator,
+    ImageInput,
+    LoglikelihoodRequest,
+    Message,
+    StreamChunk,
+    Usage,
+)
 
 
-def model_fingerprint(generator: Any) -> str:
+def model_fingerprint(generator: Generator) -> str:
     """Backend + model id (+ file size and mtime for local files, so retrained weights miss)."""
-    model_id = str(getattr(generator, "model_id", "?"))
-    parts = [str(getattr(generator, "backend", "?")), model_id]
+    model_id = str(generator.model_id)
+    parts = [str(generator.backend), model_id]
     path = Path(model_id).expanduser()
     try:
         if path.exists():
@@ -112,17 +120,19 @@ class CallCache:
 class CachedGenerator:
     """Wraps a Generator: the same calls, answered from the cache when possible.
 
-    Only :meth:`loglikelihood` and :meth:`chat` are cached (they are what evaluation calls).
-    ``model_calls`` counts requests that really reached the model.
+    Only :meth:`loglikelihood` and :meth:`chat` are cached (they are what evaluation calls);
+    :meth:`stream` passes through, so a cached generator is itself a
+    :class:`~medmllm.models.generator.Generator`. ``model_calls`` counts requests that really
+    reached the model.
     """
 
-    def __init__(self, generator: Any, cache: CallCache) -> None:
+    def __init__(self, generator: Generator, cache: CallCache) -> None:
         self.generator = generator
         self.cache = cache
         self.fingerprint = model_fingerprint(generator)
-        self.backend = getattr(generator, "backend", "?")
-        self.model_id = getattr(generator, "model_id", "?")
-        self.supports_images = bool(getattr(generator, "supports_images", False))
+        self.backend: str = generator.backend
+        self.model_id: str = generator.model_id
+        self.supports_images: bool = generator.supports_images
         self.model_calls = 0
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
@@ -149,7 +159,7 @@ class CachedGenerator:
     def chat(
         self,
         messages: Sequence[Message | dict[str, str]],
-        images: Sequence[Any] | None = None,
+        images: Sequence[ImageInput] | None = None,
         **sampling: Any,
     ) -> Completion:
         """A reply from the cache, else from the model (then stored)."""
@@ -183,10 +193,18 @@ class CachedGenerator:
         self.cache.put_many("chat", {key: value})
         return completion
 
+    def stream(
+        self,
+        messages: Sequence[Message | dict[str, str]],
+        images: Sequence[ImageInput] | None = None,
+        **sampling: Any,
+    ) -> Iterator[StreamChunk]:
+        """Not cached: streaming is for people watching, not for evaluation."""
+        self.model_calls += 1
+        return self.generator.stream(messages, images, **sampling)
+
     def close(self) -> None:
-        close = getattr(self.generator, "close", None)
-        if close is not None:
-            close()
+        self.generator.close()
 
 
 def _image_id(image: Any) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from medmllm.eval.metrics import bootstrap_ci
+from medmllm.models.generator import Generator
 
 CRITERIA = ("accuracy", "completeness", "harm", "grounding")
 SCALE = (1, 5)
@@ -99,7 +100,7 @@ class RubricScore:
 
 
 def score_answer(
-    judge: Any,
+    judge: Generator,
     question: str,
     answer: str,
     reference: str,
@@ -131,7 +132,7 @@ def score_answer(
 
 
 def compare_answers(
-    judge: Any, question: str, first: str, second: str, reference: str | None = None
+    judge: Generator, question: str, first: str, second: str, reference: str | None = None
 ) -> dict[str, Any]:
     """Pairwise preference with the answers in both orders.
 
@@ -168,7 +169,7 @@ def compare_answers(
 
 
 def judge_run(
-    judge: Any,
+    judge: Generator,
     results: dict[str, Any],
     questions: dict[str, dict[str, str]],
     *,

@@ -15,6 +15,9 @@ import jinja2
 
 from medmllm.errors import ConfigError
 from medmllm.eval.task import LETTERS, Item, Task
+from medmllm.prompts.cot import answer_instruction
+from medmllm.prompts.rag import neutralise
+from medmllm.prompts.rag import with_passages as with_passages
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
 
@@ -36,7 +39,11 @@ def options_text(options: dict[str, str] | None) -> str:
 
 
 def render(task: Task, item: Item, passages: list[str] | None = None) -> str:
-    """The item's prompt from the task template (no few-shot prefix, no instruction)."""
+    """The item's prompt from the task template (no few-shot prefix, no instruction).
+
+    A template that places ``passages`` itself gets them neutralised (one line each, no role
+    tags), the same defence :func:`medmllm.prompts.rag.with_passages` applies.
+    """
     context = item.context if task.include_context else None
     try:
         return _template(task.config.prompt.template).render(
@@ -44,7 +51,7 @@ def render(task: Task, item: Item, passages: list[str] | None = None) -> str:
             options=list((item.options or {}).items()),
             options_text=options_text(item.options),
             context=context,
-            passages=passages or [],
+            passages=[neutralise(p) for p in passages or []],
             meta=item.meta,
         )
     except jinja2.UndefinedError as exc:
@@ -52,14 +59,6 @@ def render(task: Task, item: Item, passages: list[str] | None = None) -> str:
             f"task {task.name!r}: prompt.template uses an unknown variable ({exc.message})",
             hint="available: question, options, options_text, context, passages, meta",
         ) from None
-
-
-def with_passages(prompt: str, passages: list[str] | None) -> str:
-    """Prepend retrieved passages (numbered) when the template did not place them itself."""
-    if not passages:
-        return prompt
-    numbered = "\n".join(f"[{i}] {p}" for i, p in enumerate(passages, start=1))
-    return f"Relevant documents:\n{numbered}\n\n{prompt}"
 
 
 def continuation(task: Task, item: Item, letter: str) -> str:
@@ -114,5 +113,5 @@ def chat_prompt(
     body = with_passages(body, passages if "passages" not in task.config.prompt.template else None)
     prefix = fewshot_prefix(task, exemplars)
     prompt = task.config.prompt
-    instruction = prompt.cot_instruction if cot else prompt.instruction
+    instruction = answer_instruction(prompt.instruction, prompt.cot_instruction, cot=cot)
     return f"{prefix}{body}\n\n{instruction}".strip()

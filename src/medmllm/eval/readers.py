@@ -11,13 +11,40 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.errors import DataFormatError, DataNotFoundError
 from medmllm.jsonl import iter_jsonl
 
-if TYPE_CHECKING:
-    from medmllm.eval.task import DatasetSpec
+
+class DatasetSpec(BaseModel):
+    """Where a task's rows come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | list[str] | None = Field(
+        None,
+        description="Local file(s): .jsonl, .json (a list or {id: row} object) or .csv. "
+        "'${shared}' expands to the shared data folder, '${VAR}' to an environment variable; "
+        "relative paths are taken from the task folder.",
+    )
+    hf_id: str | None = Field(
+        None, description="A Hugging Face dataset id, used when 'path' is not given."
+    )
+    hf_config: str | None = Field(None, description="The Hugging Face dataset config name.")
+    split: str = Field("test", description="Split name (Hugging Face) or a label (local files).")
+    csv_columns: list[str] | None = Field(
+        None,
+        description="Column names for header-less CSV files (e.g. MMLU: question,A,B,C,D,answer); "
+        "None reads the first line as the header.",
+    )
+    image_root: str | None = Field(
+        None,
+        description="Folder that relative image paths are resolved against (same expansion "
+        "rules as 'path'); default: the folder of the data file.",
+    )
 
 
 def read_rows(path: Path, spec: DatasetSpec) -> list[tuple[int, dict[str, Any]]]:

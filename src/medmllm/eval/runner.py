@@ -28,7 +28,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from medmllm.eval import metrics as M
 from medmllm.eval.cache import CachedGenerator, CallCache
 from medmllm.eval.calibration import calibration_report, softmax
 from medmllm.eval.extract import extract
+from medmllm.eval.predictions import Prediction
 from medmllm.eval.prompting import (
     chat_prompt,
     continuation,
@@ -46,8 +47,9 @@ from medmllm.eval.prompting import (
     with_passages,
 )
 from medmllm.eval.task import Item, Task, load_task
-from medmllm.models.generator import LoglikelihoodRequest
+from medmllm.models.generator import Generator, LoglikelihoodRequest
 from medmllm.provenance import environment
+from medmllm.rag.retriever import Retriever
 
 Mode = Literal["mc", "gen", "cot"]
 Progress = Callable[[str, int, int], None]  # (task name, done items, total items)
@@ -99,28 +101,13 @@ class EvalOptions:
             raise InvalidRequestError(f"--batch-size must be >= 1, got {self.batch_size}")
 
 
-@dataclass
-class Prediction:
-    """The outcome for one item (one row of ``items`` in results.json)."""
-
-    id: str
-    gold: str
-    pred: str | None
-    probs: dict[str, float] | None = None
-    pred_norm: str | None = None
-    debiased_pred: str | None = None
-    debiased_probs: dict[str, float] | None = None
-    output: str | None = None
-    samples: list[str | None] = field(default_factory=list)
-
-
 class Evaluator:
     """Runs one task's items through a cached model in the chosen mode.
 
     Args:
         model: a :class:`CachedGenerator` (any Generator wrapped in the call cache).
         options: run options.
-        retriever: anything with ``search(query, k)`` returning hits with ``.chunk.text``; the
+        retriever: a :class:`~medmllm.rag.retriever.Retriever` (e.g. an opened index); the
             question alone is the query (MIRAGE protocol), never the options or the answer.
         progress: called after every batch with (task, done, total).
     """
@@ -130,7 +117,7 @@ class Evaluator:
         model: CachedGenerator,
         options: EvalOptions,
         *,
-        retriever: Any = None,
+        retriever: Retriever | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.model = model
@@ -143,7 +130,7 @@ class Evaluator:
         if self.retriever is None:
             return None
         hits = self.retriever.search(item.question, self.options.rag_k)
-        return [getattr(h.chunk, "text", str(h.chunk)) for h in hits]
+        return [h.chunk.text for h in hits]
 
     # -- multiple choice by log-likelihood ---------------------------------------------------
     def _mc_batch(
@@ -412,12 +399,12 @@ def default_cache_path() -> Path:
 
 def run_eval(
     tasks: Sequence[str | Task],
-    generator: Any,
+    generator: Generator,
     options: EvalOptions | None = None,
     *,
     out_dir: str | Path | None = None,
     cache_path: str | Path | None = None,
-    retriever: Any = None,
+    retriever: Retriever | None = None,
     progress: Progress | None = None,
     report: bool = True,
 ) -> dict[str, Any]:

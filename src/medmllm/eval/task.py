@@ -30,41 +30,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medmllm.errors import ConfigError, DataFormatError, DataNotFoundError
-from medmllm.eval.readers import read_hf, read_rows
+from medmllm.eval.readers import DatasetSpec, read_hf, read_rows
+from medmllm.prompts.cot import COT_INSTRUCTION, DIRECT_INSTRUCTION
 from medmllm.registry import Registry
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 OutputType = Literal["multiple_choice", "generate", "vqa", "report"]
-
-
-class DatasetSpec(BaseModel):
-    """Where a task's rows come from."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str | list[str] | None = Field(
-        None,
-        description="Local file(s): .jsonl, .json (a list or {id: row} object) or .csv. "
-        "'${shared}' expands to the shared data folder, '${VAR}' to an environment variable; "
-        "relative paths are taken from the task folder.",
-    )
-    hf_id: str | None = Field(
-        None, description="A Hugging Face dataset id, used when 'path' is not given."
-    )
-    hf_config: str | None = Field(None, description="The Hugging Face dataset config name.")
-    split: str = Field("test", description="Split name (Hugging Face) or a label (local files).")
-    csv_columns: list[str] | None = Field(
-        None,
-        description="Column names for header-less CSV files (e.g. MMLU: question,A,B,C,D,answer); "
-        "None reads the first line as the header.",
-    )
-    image_root: str | None = Field(
-        None,
-        description="Folder that relative image paths are resolved against (same expansion "
-        "rules as 'path'); default: the folder of the data file.",
-    )
 
 
 class FieldMap(BaseModel):
@@ -99,11 +72,11 @@ class PromptSpec(BaseModel):
         "('text', e.g. PubMedQA's yes/no/maybe).",
     )
     instruction: str = Field(
-        "Answer with the letter of the correct option only.",
+        DIRECT_INSTRUCTION,
         description="Appended to the prompt in generative mode to ask for an extractable answer.",
     )
     cot_instruction: str = Field(
-        "Think step by step, then finish with 'The answer is X'.",
+        COT_INSTRUCTION,
         description="Appended in chain-of-thought mode; extraction looks for the final answer.",
     )
     include_context: bool = Field(

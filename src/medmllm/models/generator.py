@@ -152,10 +152,17 @@ class SamplingParams:
 
 @runtime_checkable
 class Generator(Protocol):
-    """What the rest of the toolkit may call on a model."""
+    """What the rest of the toolkit may call on a model.
+
+    Attributes:
+        backend: the registered backend name (``"hf"``, ``"llamacpp"``…).
+        model_id: the model id or path, as given.
+        supports_images: whether ``chat``/``stream`` accept ``images`` (multimodal models).
+    """
 
     backend: str
     model_id: str
+    supports_images: bool
 
     def chat(
         self,
@@ -172,6 +179,10 @@ class Generator(Protocol):
     ) -> Iterator[StreamChunk]: ...
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]: ...
+
+    def close(self) -> None:
+        """Release engine resources (servers, threads); safe to call twice."""
+        ...
 
 
 class BaseGenerator(abc.ABC):

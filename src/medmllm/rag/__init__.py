@@ -4,8 +4,9 @@ See ``docs/rag.md``. Heavy libraries (torch, sentence-transformers, faiss) load 
 dense retriever or the grounding check is first used.
 """
 
-from medmllm.rag.answer import answer, extract_citations, grounded_extra, retrieve
+from medmllm.rag.answer import answer
 from medmllm.rag.chunk import Chunk, ChunkConfig, chunk_document, chunk_documents
+from medmllm.rag.citations import extract_citations, grounded_extra, retrieve
 from medmllm.rag.corpus import LOADERS, Document, LoadReport, load_corpus
 from medmllm.rag.grounding import GroundingResult, SentenceSupport, check_grounding
 from medmllm.rag.index import (
@@ -18,13 +19,21 @@ from medmllm.rag.index import (
     read_manifest,
     remove_index,
 )
-from medmllm.rag.retriever import RETRIEVERS, Hit, Retriever, RetrieverConfig, build_retriever
+from medmllm.rag.retriever import (
+    RETRIEVERS,
+    BaseRetriever,
+    Hit,
+    Retriever,
+    RetrieverConfig,
+    build_retriever,
+)
 from medmllm.rag.starter import STARTER_INDEX, build_starter_index, starter_path
 
 __all__ = [
     "LOADERS",
     "RETRIEVERS",
     "STARTER_INDEX",
+    "BaseRetriever",
     "BuildReport",
     "Chunk",
     "ChunkConfig",

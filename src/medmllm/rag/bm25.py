@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medmllm.rag.chunk import Chunk
-from medmllm.rag.retriever import RETRIEVERS, Hit, Retriever
+from medmllm.rag.retriever import RETRIEVERS, BaseRetriever, Hit
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def _stemmer(language: str):
 
 
 @RETRIEVERS.register("bm25")
-class BM25Retriever(Retriever):
+class BM25Retriever(BaseRetriever):
     """BM25 over chunk text (title included) with ``bm25s``."""
 
     kind = "bm25"

@@ -17,14 +17,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from medmllm.errors import IndexCorruptError, IndexMismatchError
 from medmllm.rag.chunk import Chunk
 from medmllm.rag.embed import EmbeddingCache, Encoder, embed_with_cache, get_encoder
-from medmllm.rag.retriever import RETRIEVERS, Hit, Retriever
+from medmllm.rag.retriever import RETRIEVERS, BaseRetriever, Hit
 
 FAISS_FILE = "dense.faiss"
 INFO_FILE = "dense.json"
 
 
 @RETRIEVERS.register("dense")
-class DenseRetriever(Retriever):
+class DenseRetriever(BaseRetriever):
     """Cosine similarity between the query and chunk embeddings (faiss, exact)."""
 
     kind = "dense"

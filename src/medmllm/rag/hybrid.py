@@ -15,7 +15,7 @@ import numpy as np
 from medmllm.rag.bm25 import BM25Retriever
 from medmllm.rag.chunk import Chunk
 from medmllm.rag.dense import DenseRetriever
-from medmllm.rag.retriever import RETRIEVERS, Hit, Retriever
+from medmllm.rag.retriever import RETRIEVERS, BaseRetriever, Hit
 
 
 def reciprocal_rank_fusion(
@@ -37,7 +37,7 @@ def reciprocal_rank_fusion(
 
 
 @RETRIEVERS.register("hybrid")
-class HybridRetriever(Retriever):
+class HybridRetriever(BaseRetriever):
     """``bm25`` + ``dense`` fused with weighted reciprocal-rank fusion."""
 
     kind = "hybrid"

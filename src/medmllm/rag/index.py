@@ -44,7 +44,7 @@ from medmllm.errors import (
 )
 from medmllm.rag.chunk import Chunk, ChunkConfig, chunk_document
 from medmllm.rag.corpus import Document
-from medmllm.rag.retriever import Hit, Retriever, RetrieverConfig, build_retriever
+from medmllm.rag.retriever import BaseRetriever, Hit, RetrieverConfig, build_retriever
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -185,7 +185,7 @@ class Index:
     Use :func:`open_index` rather than the constructor.
     """
 
-    def __init__(self, name: str, folder: Path, manifest: IndexManifest, retriever: Retriever):
+    def __init__(self, name: str, folder: Path, manifest: IndexManifest, retriever: BaseRetriever):
         self.name = name
         self.folder = folder
         self.manifest = manifest

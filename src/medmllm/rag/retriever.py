@@ -1,7 +1,11 @@
 """The ``Retriever`` interface, its configuration and the registry of retriever kinds.
 
-Every retriever (``bm25``, ``dense``, ``hybrid``, later ``pgvector``) answers
-``search(query, k) -> list[Hit]`` over the same :class:`~medmllm.rag.chunk.Chunk` list, builds
+:class:`Retriever` is the protocol consumers type against (the assistant, grounded answers,
+RAG evaluation): ``search(query, k) -> list[Hit]``. An opened index
+(:class:`~medmllm.rag.index.Index`) and every retriever kind satisfy it.
+
+Every retriever kind (``bm25``, ``dense``, ``hybrid``, later ``pgvector``) subclasses
+:class:`BaseRetriever`: it searches the same :class:`~medmllm.rag.chunk.Chunk` list, builds
 itself from chunks and saves/loads itself inside an index folder. Kinds register in
 :data:`RETRIEVERS` exactly as a plugin would.
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -90,8 +94,17 @@ class Hit:
         }
 
 
-class Retriever(abc.ABC):
-    """Base of every retriever kind.
+@runtime_checkable
+class Retriever(Protocol):
+    """What callers may use on a retriever or an opened index."""
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The ``k`` best chunks for ``query``, best first (fewer if the index is smaller)."""
+        ...
+
+
+class BaseRetriever(abc.ABC):
+    """Base of every retriever kind (implements :class:`Retriever`).
 
     Args:
         config: the settings (kind-specific fields are ignored by other kinds).
@@ -129,13 +142,13 @@ class Retriever(abc.ABC):
         return self._search(query.strip(), min(k, len(self.chunks)))
 
 
-RETRIEVERS: Registry[type[Retriever]] = Registry("retriever")
+RETRIEVERS: Registry[type[BaseRetriever]] = Registry("retriever")
 RETRIEVERS.register_lazy("bm25", "medmllm.rag.bm25:BM25Retriever")
 RETRIEVERS.register_lazy("dense", "medmllm.rag.dense:DenseRetriever")
 RETRIEVERS.register_lazy("hybrid", "medmllm.rag.hybrid:HybridRetriever")
 
 
-def build_retriever(config: RetrieverConfig | None = None, **overrides: Any) -> Retriever:
+def build_retriever(config: RetrieverConfig | None = None, **overrides: Any) -> BaseRetriever:
     """Instantiate the retriever kind named by ``config.kind`` (unknown kinds: did-you-mean)."""
     config = (config or RetrieverConfig()).model_copy(update=overrides)
     return RETRIEVERS.get(config.kind)(config)
