@@ -1,47 +1,21 @@
-"""Shared plumbing for benchmarks: environment facts and atomic JSON results."""
+"""Shared plumbing for benchmarks: atomic JSON results (the stamp is medmllm.provenance's)."""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
 import tempfile
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def environment(packages: list[str]) -> dict[str, Any]:
-    """Versions, machine and git commit, stored with every result."""
+def environment(packages: list[str] | None = None) -> dict[str, Any]:
+    """:func:`medmllm.provenance.environment` (the one version/commit stamp), plus ``packages``."""
+    from medmllm.provenance import environment as stamp
 
-    def ver(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": commit,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "packages": {name: ver(name) for name in packages},
-    }
+    return stamp(extra=tuple(packages or ()))
 
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:

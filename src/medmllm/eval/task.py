@@ -33,6 +33,7 @@ from medmllm.errors import ConfigError, DataFormatError, DataNotFoundError
 from medmllm.eval.readers import DatasetSpec, read_hf, read_rows
 from medmllm.prompts.cot import COT_INSTRUCTION, DIRECT_INSTRUCTION
 from medmllm.registry import Registry
+from medmllm.validation import config_error
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -209,14 +210,6 @@ def _expand(value: str, base: Path) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
-def _format_validation_error(exc: ValidationError, source: Path) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        parts.append(f"key '{key}': {err['msg']}")
-    return f"invalid task file {source}: " + "; ".join(parts)
-
-
 class Task:
     """A loaded task: its validated config, folder and data loaders.
 
@@ -263,9 +256,8 @@ class Task:
         try:
             config = TaskConfig.model_validate(raw)
         except ValidationError as exc:
-            raise ConfigError(
-                _format_validation_error(exc, source),
-                hint="see the TaskConfig fields in docs/eval.md",
+            raise config_error(
+                exc, f"task file {source}", hint="see the TaskConfig fields in docs/eval.md"
             ) from None
         return cls(config, source.parent, source)
 

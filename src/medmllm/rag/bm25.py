@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medmllm.rag.chunk import Chunk
+from medmllm.rag.ranking import top_k
 from medmllm.rag.retriever import RETRIEVERS, BaseRetriever, Hit
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,7 @@ class BM25Retriever(BaseRetriever):
 
     def _search(self, query: str, k: int) -> list[Hit]:
         scores = self.scores(query)
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [Hit.of(self.chunks[i], scores[i]) for i in top if scores[i] > 0]
+        return [Hit.of(self.chunks[i], scores[i]) for i in top_k(scores, k) if scores[i] > 0]
 
     def save(self, folder: Path) -> list[str]:
         assert self._bm25 is not None and self._tokenizer is not None

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from medmllm.rag.bm25 import BM25Retriever
 from medmllm.rag.chunk import Chunk
 from medmllm.rag.dense import DenseRetriever
+from medmllm.rag.ranking import top_k
 from medmllm.rag.retriever import RETRIEVERS, BaseRetriever, Hit
 
 
@@ -59,10 +58,7 @@ class HybridRetriever(BaseRetriever):
 
     def _bm25_ranking(self, query: str, n: int) -> list[int]:
         scores = self.bm25.scores(query)
-        n = min(n, len(scores))
-        top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [int(i) for i in top if scores[i] > 0]
+        return [int(i) for i in top_k(scores, n) if scores[i] > 0]
 
     def _search(self, query: str, k: int) -> list[Hit]:
         n = max(k, self.config.candidates)

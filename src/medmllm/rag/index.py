@@ -45,6 +45,7 @@ from medmllm.errors import (
 from medmllm.rag.chunk import Chunk, ChunkConfig, chunk_document
 from medmllm.rag.corpus import Document
 from medmllm.rag.retriever import BaseRetriever, Hit, RetrieverConfig, build_retriever
+from medmllm.validation import validation_message
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -166,7 +167,9 @@ def read_manifest(name: str) -> IndexManifest:
     try:
         return IndexManifest.model_validate(raw)
     except ValidationError as exc:
-        raise IndexCorruptError(f"index {name!r} manifest is invalid: {exc}", hint=hint) from None
+        raise IndexCorruptError(
+            f"index {name!r} manifest is invalid: {validation_message(exc)}", hint=hint
+        ) from None
 
 
 def _read_chunks(folder: Path, name: str) -> list[Chunk]:
