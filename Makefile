@@ -33,9 +33,11 @@ test-fast: setup
 bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/generation.py
 
+# ruff (lint + format) and mypy (configured in pyproject.toml: src/medmllm, pydantic plugin).
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .medmllm-test .pytest_cache

@@ -85,3 +85,8 @@ class IndexCorruptError(MedMLLMError):
 
 class IndexMismatchError(MedMLLMError):
     """An index was built with other settings (embedding model, schema) than those requested."""
+
+
+# -- spine (packaging) ------------------------------------------------------------------------
+class InstallError(MedMLLMError):
+    """An install step run on the user's behalf (``medmllm models install-default``) failed."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar, overload
+from typing import Generic, TypeVar, cast, overload
 
 from medmllm.errors import UnknownNameError
 
@@ -87,12 +87,12 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownNameError(self._unknown_message(name)) from None
         if isinstance(entry, _Lazy):
-            loaded = entry.load()
             # The import may itself have registered the real object via the decorator.
+            loaded = cast(T, entry.load())
             current = self._entries.get(name)
             entry = current if current is not None and not isinstance(current, _Lazy) else loaded
-            self._entries[name] = entry  # type: ignore[assignment]
-        return entry  # type: ignore[return-value]
+            self._entries[name] = entry
+        return entry
 
     def _unknown_message(self, name: str) -> str:
         names = self.names()

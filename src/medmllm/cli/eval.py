@@ -151,6 +151,7 @@ def _run_with_progress(
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        TaskID,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -160,7 +161,7 @@ def _run_with_progress(
         return run_eval(
             tasks, generator, options, out_dir=out_dir, cache_path=cache, retriever=retriever
         )
-    bars: dict[str, int] = {}
+    bars: dict[str, TaskID] = {}
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

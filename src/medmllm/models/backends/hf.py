@@ -32,6 +32,7 @@ from medmllm.models.defaults import DEFAULT_MODEL, EMBEDDED_MODELS, is_gguf, res
 from medmllm.models.generator import (
     BACKENDS,
     BaseGenerator,
+    FinishReason,
     ImageInput,
     LoglikelihoodRequest,
     Message,
@@ -277,7 +278,7 @@ class HFGenerator(BaseGenerator):
         n_new = int(result["out"].shape[1]) - n_prompt if "out" in result else 0
         eos = self.tokenizer.eos_token_id
         hit_eos = "out" in result and n_new > 0 and int(result["out"][0, -1]) == eos
-        finish = (
+        finish: FinishReason = (
             "length" if (n_new >= params.max_tokens and not hit_eos and not stopped) else "stop"
         )
         yield StreamChunk("", finish_reason=finish, usage=Usage(n_prompt, n_new))

@@ -21,6 +21,7 @@ from medmllm.errors import BackendConnectionError, MissingDependencyError, Unsup
 from medmllm.models.generator import (
     BACKENDS,
     BaseGenerator,
+    FinishReason,
     ImageInput,
     LoglikelihoodRequest,
     Message,
@@ -131,7 +132,7 @@ class OpenAIGenerator(BaseGenerator):
             kwargs["seed"] = params.seed
         stream = self._call("POST /chat/completions", self.client.chat.completions.create, **kwargs)
         n_chunks = 0
-        finish = "stop"
+        finish: FinishReason = "stop"
         usage: Usage | None = None
         try:
             for chunk in stream:
