@@ -81,3 +81,13 @@ def test_floors_exclude_versions_without_the_apis_we_call() -> None:
         assert too_old not in spec, f"{dist}{spec} admits {too_old}, which lacks {api}"
         installed = metadata.version(dist)
         assert installed in spec, f"installed {dist} {installed} is outside {spec}"
+
+
+def test_ci_lints_before_testing() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert 0 <= ci.index("make lint") < ci.index("make test")
+    lint = (REPO / "Makefile").read_text().split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    for step in ("ruff check", "ruff format --check", "mypy"):
+        assert step in lint
+    mypy = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert mypy["files"] == ["src/medmllm"] and mypy["follow_imports"] == "silent"
