@@ -66,7 +66,10 @@ def run(
     ),
     rag_k: int = typer.Option(3, "--rag-k", help="Passages per question with --rag."),
     data: Path | None = typer.Option(  # noqa: B008
-        None, "--data", help="Data file for a single task (overrides its dataset.path)."
+        None, "--data", help="Data file or folder for a single task (overrides dataset.path)."
+    ),
+    image_root: Path | None = typer.Option(  # noqa: B008
+        None, "--image-root", help="Folder of the images (default: next to the data)."
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder."),  # noqa: B008
     cache: Path | None = typer.Option(  # noqa: B008
@@ -80,7 +83,7 @@ def run(
     """Run tasks: `medmllm eval --tasks medmcqa --limit 100`."""
     if ctx.invoked_subcommand is not None:
         return
-    from medmllm.eval.runner import EvalOptions, run_eval
+    from medmllm.eval.runner import EvalOptions, default_run_dir, run_eval
     from medmllm.eval.task import Task, load_task
 
     names = [t.strip() for t in (tasks or "").split(",") if t.strip()]
@@ -95,6 +98,10 @@ def run(
                 f"--data applies to one task, got {len(loaded)}", hint="run one task per --data"
             )
         loaded[0].data_override = [data]
+    if image_root is not None:
+        if len(loaded) != 1:
+            raise InvalidRequestError("--image-root applies to one task", hint="run one task")
+        loaded[0].image_root_override = image_root
     options = EvalOptions(
         mode=mode,  # type: ignore[arg-type]
         limit=limit,
@@ -119,7 +126,7 @@ def run(
         _load_backend(backend), model, **({"base_url": base_url} if base_url else {})
     )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out_dir = out or Path("eval-runs") / f"{stamp}-{'-'.join(t.name for t in loaded)}"
+    out_dir = out or default_run_dir(f"{stamp}-{'-'.join(t.name for t in loaded)}")
     console = Console(stderr=True, highlight=False)
     started = time.perf_counter()
     try:
@@ -139,8 +146,8 @@ def run(
     print_summary(results, Console(highlight=False))
     Console(highlight=False).print(
         f"[dim]{time.perf_counter() - started:.1f} s · cache {results['run']['cache']['hits']} hits"
-        f" / {results['run']['cache']['misses']} misses · wrote {out_dir}/results.json and "
-        "report.html[/]"
+        f" / {results['run']['cache']['misses']} misses · wrote {out_dir}/results.json, "
+        "samples.jsonl and report.html[/]"
     )
 
 

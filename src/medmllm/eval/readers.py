@@ -31,9 +31,23 @@ class DatasetSpec(BaseModel):
         "relative paths are taken from the task folder.",
     )
     hf_id: str | None = Field(
-        None, description="A Hugging Face dataset id, used when 'path' is not given."
+        None,
+        description="A Hugging Face dataset id: used when 'path' is not given, or as the "
+        "alternative when the local files are not there (not in offline mode).",
     )
-    hf_config: str | None = Field(None, description="The Hugging Face dataset config name.")
+    hf_config: str | list[str] | None = Field(
+        None,
+        description="The Hugging Face dataset config name; a list reads each config in turn "
+        "(e.g. MMLU subjects), naming each row's '_source' after its config.",
+    )
+    hf_split: str | None = Field(
+        None, description="Split name on the hub when it differs from 'split' (e.g. validation)."
+    )
+    hf_process: str | None = Field(
+        None,
+        description="Function in the task's process.py mapping a hub row (row, n) to the row "
+        "format of the local files, so 'fields'/'process' apply to both sources.",
+    )
     split: str = Field("test", description="Split name (Hugging Face) or a label (local files).")
     csv_columns: list[str] | None = Field(
         None,
@@ -100,7 +114,15 @@ def read_rows(path: Path, spec: DatasetSpec) -> list[tuple[int, dict[str, Any]]]
 
 
 def read_hf(spec: DatasetSpec) -> list[tuple[int, dict[str, Any]]]:
-    """A Hugging Face dataset split as numbered rows (offline works from the local HF cache)."""
+    """A Hugging Face dataset split as numbered rows.
+
+    Raises:
+        OfflineError: ``MEDMLLM_OFFLINE=1`` (a hub dataset may need the network).
+        DataNotFoundError: the id, config or split cannot be loaded.
+    """
+    from medmllm.config import ensure_online
+
+    ensure_online(f"Hugging Face dataset {spec.hf_id!r}")
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a core dependency
@@ -109,12 +131,19 @@ def read_hf(spec: DatasetSpec) -> list[tuple[int, dict[str, Any]]]:
         raise MissingDependencyError(
             "the datasets library is needed", hint="pip install datasets"
         ) from None
-    try:
-        ds = datasets.load_dataset(spec.hf_id, spec.hf_config, split=spec.split)
-    except Exception as exc:  # datasets raises many types (offline, missing split, …)
-        raise DataNotFoundError(
-            f"could not load Hugging Face dataset {spec.hf_id!r} split {spec.split!r}: "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-            hint="check the id/split, go online (unset HF_DATASETS_OFFLINE) or use a local path",
-        ) from None
-    return [(i, dict(row)) for i, row in enumerate(ds, start=1)]
+    split = spec.hf_split or spec.split
+    configs = spec.hf_config if isinstance(spec.hf_config, list) else [spec.hf_config]
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for config in configs:
+        try:
+            ds = datasets.load_dataset(spec.hf_id, config, split=split)
+        except Exception as exc:  # datasets raises many types (offline, missing split, …)
+            raise DataNotFoundError(
+                f"could not load Hugging Face dataset {spec.hf_id!r} config {config!r} split "
+                f"{split!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                hint="check the id/config/split, go online (unset HF_DATASETS_OFFLINE) or pass "
+                "--data PATH to a local copy",
+            ) from None
+        extra = {"_source": config} if len(configs) > 1 else {}
+        rows += [(len(rows) + i, {**dict(row), **extra}) for i, row in enumerate(ds, start=1)]
+    return rows

@@ -37,7 +37,7 @@ from medmllm.eval import metrics as M
 from medmllm.eval.cache import CachedGenerator, CallCache
 from medmllm.eval.calibration import calibration_report, softmax
 from medmllm.eval.extract import extract
-from medmllm.eval.predictions import Prediction
+from medmllm.eval.predictions import SAMPLES_FILE, Prediction, sample_record, write_samples
 from medmllm.eval.prompting import (
     chat_prompt,
     continuation,
@@ -374,6 +374,7 @@ def run_task(evaluator: Evaluator, task: Task, options: EvalOptions) -> dict[str
 
         result["bias"] = run_bias(evaluator, task, items, exemplars, preds, seed=options.seed)
     result["items"] = [_item_row(p) for p in preds]
+    result["_samples"] = [sample_record(task.name, i, p) for i, p in zip(items, preds, strict=True)]
     # run-dependent numbers (differ between a fresh and a resumed run) live apart from scores
     result["timing"] = {
         "seconds": round(time.perf_counter() - started, 3),
@@ -390,6 +391,13 @@ def _item_row(p: Prediction) -> dict[str, Any]:
     if row.get("debiased_probs"):
         row["debiased_probs"] = {k: round(v, 6) for k, v in row["debiased_probs"].items()}
     return row
+
+
+def default_run_dir(name: str) -> Path:
+    """Where ``medmllm eval`` writes a run without ``--out``: MEDMLLM_HOME/runs/eval/<name>."""
+    from medmllm.config import get_settings
+
+    return get_settings().home.expanduser() / "runs" / "eval" / name
 
 
 def default_cache_path() -> Path:
@@ -431,6 +439,7 @@ def run_eval(
     started = time.perf_counter()
     try:
         sections = [run_task(evaluator, task, options) for task in loaded]
+        samples = [row for s in sections for row in s.pop("_samples")]
     finally:
         stats = cache.stats()
         cache.close()
@@ -447,13 +456,21 @@ def run_eval(
         },
     }
     if out_dir is not None:
-        write_results(results, Path(out_dir), report=report)
+        write_results(results, Path(out_dir), report=report, samples=samples)
     return results
 
 
-def write_results(results: dict[str, Any], out_dir: Path, *, report: bool = True) -> Path:
-    """Write results.json atomically (and report.html); returns the JSON path."""
+def write_results(
+    results: dict[str, Any],
+    out_dir: Path,
+    *,
+    report: bool = True,
+    samples: Sequence[dict[str, Any]] | None = None,
+) -> Path:
+    """Write results.json atomically (+ samples.jsonl and report.html); returns the JSON path."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if samples is not None:
+        write_samples(out_dir / SAMPLES_FILE, samples)
     target = out_dir / "results.json"
     tmp = out_dir / ".results.json.tmp"
     tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -19,17 +19,24 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from medmllm.errors import ConfigError, DataFormatError, DataNotFoundError
+from medmllm.errors import (
+    ConfigError,
+    DataFormatError,
+    DataNotFoundError,
+    MedMLLMError,
+    OfflineError,
+)
 from medmllm.eval.readers import DatasetSpec, read_hf, read_rows
 from medmllm.prompts.cot import COT_INSTRUCTION, DIRECT_INSTRUCTION
 from medmllm.registry import Registry
@@ -224,7 +231,9 @@ class Task:
         self.config = config
         self.folder = folder
         self.source = source
+        # --data (a file or a folder) and --image-root replace the YAML's paths
         self.data_override: list[Path] | None = None
+        self.image_root_override: Path | None = None
 
     @property
     def name(self) -> str:
@@ -262,21 +271,64 @@ class Task:
         return cls(config, source.parent, source)
 
     # -- data ---------------------------------------------------------------------------------
-    def data_paths(self) -> list[Path]:
-        """The local data file(s), expanded (``--data`` overrides the YAML)."""
-        if self.data_override is not None:
-            return self.data_override
+    def _path_values(self) -> list[str]:
         spec = self.config.dataset
         if spec.path is None:
             return []
-        values = [spec.path] if isinstance(spec.path, str) else list(spec.path)
-        return [_expand(v, self.folder) for v in values]
+        return [spec.path] if isinstance(spec.path, str) else list(spec.path)
 
-    def image_root(self, data_file: Path | None) -> Path | None:
+    def data_paths(self) -> list[Path]:
+        """The local data file(s), expanded (``--data`` overrides the YAML).
+
+        ``--data`` may name a folder: each file the YAML lists is looked up in it by its path
+        below the YAML's root folder (``${VAR}/test/x.csv`` → ``FOLDER/test/x.csv``), then by
+        its file name anywhere below the folder; a task without a path takes every data file
+        of the folder.
+        """
+        if self.data_override is None:
+            return [_expand(v, self.folder) for v in self._path_values()]
+        out: list[Path] = []
+        for given in self.data_override:
+            out += _files_in(given, self._path_values()) if given.is_dir() else [given]
+        return out
+
+    def image_roots(self, data_file: Path | None) -> list[Path]:
+        """Folders that relative image paths are tried against, in order.
+
+        ``--image-root`` wins; with ``--data`` the YAML's layout is kept relative to the data
+        file (``${X}/test.json`` + ``${X}/imgs`` → ``imgs/`` next to the given file), then the
+        data file's own folder; otherwise the YAML's ``image_root`` or the data file's folder.
+        """
+        if self.image_root_override is not None:
+            return [self.image_root_override]
         root = self.config.dataset.image_root
-        if root is not None and self.data_override is None:
-            return _expand(root, self.folder)
-        return data_file.parent if data_file is not None else None
+        if self.data_override is None and root is not None:
+            return [_expand(root, self.folder)]
+        if data_file is None:
+            return []
+        values = self._path_values()
+        roots = []
+        if root is not None and values:
+            relative = _relative_to_data(root, values[0])
+            if relative is not None:
+                roots.append(data_file.parent / relative)
+        return [*roots, data_file.parent]
+
+    def _hook(self, name: str) -> Callable[..., Any]:
+        module_path = self.folder / "process.py"
+        if not module_path.is_file():
+            raise ConfigError(
+                f"task {self.name!r} names hook {name!r} but {module_path} does not exist",
+                hint="add process.py next to task.yaml or remove the key naming it",
+            )
+        module = _load_module(f"medmllm_task_{self.name}", module_path)
+        fn = getattr(module, name, None)
+        if fn is None:
+            raise ConfigError(
+                f"task file {self.source}: {name!r} is not defined in {module_path}",
+                hint="use the name of a function in process.py",
+            )
+        return fn  # type: ignore[no-any-return]
 
     @cached_property
     def _process(self) -> Callable[[dict[str, Any], int], dict[str, Any]] | None:
@@ -289,10 +341,7 @@ class Task:
                 "does not exist",
                 hint="add process.py next to task.yaml or remove the 'process' key",
             )
-        spec = importlib.util.spec_from_file_location(f"medmllm_task_{self.name}", module_path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = _load_module(f"medmllm_task_{self.name}", module_path)
         fn = getattr(module, self.config.process, None)
         if fn is None:
             raise ConfigError(
@@ -303,15 +352,37 @@ class Task:
         return fn
 
     def raw_rows(self) -> list[tuple[Path | None, int, dict[str, Any]]]:
-        """All rows as (file, 1-based row number, row)."""
-        paths = self.data_paths()
-        if paths:
-            rows: list[tuple[Path | None, int, dict[str, Any]]] = []
-            for path in paths:
-                rows += [(path, n, row) for n, row in read_rows(path, self.config.dataset)]
-            return rows
-        if self.config.dataset.hf_id:
-            return [(None, n, row) for n, row in read_hf(self.config.dataset)]
+        """All rows as (file, 1-based row number, row).
+
+        Local files come first; when they are not there and the task names a Hugging Face
+        dataset (``hf_id``), the hub copy is the alternative (refused in offline mode).
+        """
+        spec = self.config.dataset
+        try:
+            paths = self.data_paths()
+            if paths:
+                rows: list[tuple[Path | None, int, dict[str, Any]]] = []
+                for path in paths:
+                    rows += [(path, n, row) for n, row in read_rows(path, spec)]
+                return rows
+        except (DataNotFoundError, ConfigError) as exc:
+            if self.data_override is not None or not spec.hf_id:
+                raise
+            local_problem: MedMLLMError | None = exc
+        else:
+            local_problem = None
+        if spec.hf_id:
+            try:
+                hub = read_hf(spec)
+            except OfflineError as exc:
+                where = f"no local data ({local_problem.message}); " if local_problem else ""
+                raise OfflineError(
+                    f"{where}{exc.message}",
+                    hint="pass --data PATH to a local copy, or unset MEDMLLM_OFFLINE to download "
+                    f"{spec.hf_id}",
+                ) from None
+            convert = self._hook(spec.hf_process) if spec.hf_process else None
+            return [(None, n, convert(row, n) if convert else row) for n, row in hub]
         raise ConfigError(
             f"task file {self.source}: key 'dataset' needs 'path' or 'hf_id'",
             hint="set dataset.path to a local file, or pass --data PATH",
@@ -424,7 +495,7 @@ class Task:
                 report.filtered += 1
                 continue
             if needs_image:
-                problem = _check_image(item, self.image_root(path), check_images)
+                problem = _check_image(item, self.image_roots(path), check_images)
                 if problem:
                     report.skip(problem, item.id)
                     continue
@@ -444,13 +515,13 @@ def _normalise_options(value: Any, where: str, number: int) -> dict[str, str] | 
     )
 
 
-def _check_image(item: Item, root: Path | None, verify: bool) -> str | None:
-    """Resolve the item's image path in place; return a skip reason or None."""
+def _check_image(item: Item, roots: list[Path], verify: bool) -> str | None:
+    """Resolve the item's image path in place (first root that has it); a skip reason or None."""
     if not item.image:
         return "missing_image"
     path = Path(item.image)
-    if not path.is_absolute() and root is not None:
-        path = root / path
+    if not path.is_absolute():
+        path = next((r / path for r in roots if (r / path).is_file()), path)
     if not path.is_file():
         return "missing_image"
     if verify:
@@ -463,6 +534,67 @@ def _check_image(item: Item, root: Path | None, verify: bool) -> str | None:
             return "corrupt_image"
     item.image = str(path)
     return None
+
+
+_MODULES: dict[Path, Any] = {}
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
+
+
+def _load_module(name: str, path: Path) -> Any:
+    """Import a task's process.py once (its hooks are looked up by name)."""
+    if path not in _MODULES:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _MODULES[path] = module
+    return _MODULES[path]
+
+
+_VAR = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}/?")
+
+
+def _tail(value: str) -> str:
+    """The part of a YAML path below its ``${VAR}`` root (the path itself when it has none)."""
+    return _VAR.sub("", value).lstrip("/")
+
+
+def _relative_to_data(image_root: str, data_path: str) -> str | None:
+    """``image_root`` relative to the data file's folder, when both hang off the same root."""
+    root = _VAR.match(image_root)
+    if root is None or not data_path.startswith(root.group()):
+        return None
+    rel = posixpath.relpath(_tail(image_root), posixpath.dirname(_tail(data_path)) or ".")
+    return None if rel.startswith("..") else rel
+
+
+def _files_in(folder: Path, yaml_paths: list[str]) -> list[Path]:
+    """The task's data files inside ``folder`` (see :meth:`Task.data_paths`)."""
+    if not yaml_paths:
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in DATA_SUFFIXES)
+        if not found:
+            raise DataNotFoundError(
+                f"--data folder {folder} holds no {', '.join(DATA_SUFFIXES)} file",
+                hint="pass the data file itself, or the folder that holds it",
+            )
+        return found
+    out, missing = [], []
+    for value in yaml_paths:
+        tail = _tail(value)
+        name = PurePosixPath(tail).name
+        candidates = [folder / tail, folder / name, *sorted(folder.rglob(name))]
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is None:
+            missing.append(tail)
+        else:
+            out.append(hit)
+    if missing:
+        raise DataNotFoundError(
+            f"--data folder {folder} lacks {len(missing)} of the task's files: "
+            f"{', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}",
+            hint="point --data at the folder that holds them (the dataset's own layout)",
+        )
+    return out
 
 
 def load_task(name_or_file: str | Path) -> Task:
