@@ -6,8 +6,9 @@
 score (the error names the file, row and column), and computes:
 
 * inter-rater agreement per criterion: Cohen's kappa for each pair of raters (scikit-learn,
-  quadratic weights because the scale is ordinal) and Fleiss' kappa across all raters (NLTK's
-  multi-rater pi, which is Fleiss' kappa);
+  quadratic weights because the scale is ordinal), Fleiss' kappa across all raters (NLTK's
+  multi-rater pi, which is Fleiss' kappa) and Krippendorff's alpha with the interval metric
+  (NLTK; it also uses items that only some raters scored);
 * judge–human agreement: quadratic-weighted Cohen's kappa and Spearman correlation between
   the LLM judge's rounded scores and the raters' median.
 """
@@ -20,6 +21,7 @@ import json
 import math
 import random
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
@@ -136,6 +138,37 @@ def _num(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _krippendorff_alpha(
+    ratings: dict[str, dict[str, dict[str, int]]], criterion: str
+) -> tuple[float | None, int] | None:
+    """Krippendorff's alpha (interval metric) over every rating of ``criterion``.
+
+    Unlike Fleiss' kappa it needs no complete design: items rated by some raters only count
+    (NLTK's implementation; checked against the ``krippendorff`` package in the tests).
+    Returns (alpha, items with at least two ratings), or None when nothing is pairable.
+    """
+    from nltk.metrics.agreement import AnnotationTask
+    from nltk.metrics.distance import interval_distance
+
+    triples = [
+        (rater, sheet_id, scores[criterion])
+        for rater, sheets in ratings.items()
+        for sheet_id, scores in sheets.items()
+        if criterion in scores
+    ]
+    per_item = Counter(item for _, item, _ in triples)
+    pairable = sum(n >= 2 for n in per_item.values())
+    if pairable == 0:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            value = AnnotationTask(data=triples, distance=interval_distance).alpha()
+        except ZeroDivisionError:  # every rating identical: agreement is undefined
+            return None, pairable
+    return _num(value), pairable
+
+
 def agreement(
     ratings: dict[str, dict[str, dict[str, int]]],
     judge_scores: dict[str, dict[str, float | None]] | None = None,
@@ -190,6 +223,9 @@ def agreement(
                 except ZeroDivisionError:  # every rating identical: agreement is undefined
                     entry["fleiss_kappa"] = None
             entry["fleiss_n"] = len(complete)
+        alpha = _krippendorff_alpha(ratings, c)
+        if alpha is not None:
+            entry["krippendorff_alpha"], entry["krippendorff_n"] = alpha
         if judge_scores:
             pairs = []
             for s in complete or sorted({s for r in ratings.values() for s in r}):
