@@ -1,6 +1,6 @@
 """medmllm: build, ground, train, evaluate and serve medical (M)LLMs on your own hardware.
 
-The public API, re-exported here; each name lives in the room named in docs/DESIGN.
+The public API, re-exported here; each name lives in the room named in docs/architecture.md.
 """
 
 from importlib.metadata import PackageNotFoundError, version
