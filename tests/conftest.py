@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.engines import require_llama_cpp
-from tests.fakes import FakeGenerator
+from tests.fakes import FakeGenerator, Scores
 
 REPO = Path(__file__).resolve().parents[1]
 # Converted model weights are cached here across test runs (gitignored), so the ~20 s GGUF
@@ -50,10 +51,20 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def _scripted(
+    replies: Sequence[str] | None = ("ok",), scores: Scores | None = None, **options: Any
+) -> FakeGenerator:
+    options.setdefault("model", "scripted")
+    return FakeGenerator(replies, scores, **options)
+
+
 @pytest.fixture()
-def scripted_generator() -> type[FakeGenerator]:
-    """The one Generator test double: ``scripted_generator(["reply"], scores={" A": -1.0})``."""
-    return FakeGenerator
+def scripted_generator() -> Callable[..., FakeGenerator]:
+    """The one Generator test double: ``scripted_generator(["reply"], scores={" A": -1.0})``.
+
+    Replies default to ``"ok"``; see :mod:`tests.fakes` for every option.
+    """
+    return _scripted
 
 
 @pytest.fixture(scope="session")

@@ -71,3 +71,17 @@ def test_planted_instruction_is_neutralised_in_generative_eval(
     )
     (_, messages, _), *_ = gen.calls
     _check(messages[-1]["content"])
+
+
+def test_retrieval_bench_uses_the_same_passage_layout() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "retrieval.py"
+    spec = importlib.util.spec_from_file_location("bench_retrieval", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    prompt = bench._yes_no_maybe_prompt("Does X work?", ["Clean passage.", PLANTED])
+    assert prompt.startswith(PASSAGES_HEADING + "\n[1] Clean passage.\n[2] Metformin")
+    assert "<|im_start|>" not in prompt
+    assert sum(line.startswith("Question:") for line in prompt.splitlines()) == 1
