@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
+import posixpath
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,6 +61,55 @@ class DatasetSpec(BaseModel):
         description="Folder that relative image paths are resolved against (same expansion "
         "rules as 'path'); default: the folder of the data file.",
     )
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
+
+
+_VAR = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}/?")
+
+
+def _tail(value: str) -> str:
+    """The part of a YAML path below its ``${VAR}`` root (the path itself when it has none)."""
+    return _VAR.sub("", value).lstrip("/")
+
+
+def relative_image_root(image_root: str, data_path: str) -> str | None:
+    """``image_root`` relative to the data file's folder, when both hang off the same root."""
+    root = _VAR.match(image_root)
+    if root is None or not data_path.startswith(root.group()):
+        return None
+    rel = posixpath.relpath(_tail(image_root), posixpath.dirname(_tail(data_path)) or ".")
+    return None if rel.startswith("..") else rel
+
+
+def files_in_folder(folder: Path, yaml_paths: list[str]) -> list[Path]:
+    """The task's data files inside ``folder`` (``--data FOLDER``; see ``Task.data_paths``)."""
+    if not yaml_paths:
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in DATA_SUFFIXES)
+        if not found:
+            raise DataNotFoundError(
+                f"--data folder {folder} holds no {', '.join(DATA_SUFFIXES)} file",
+                hint="pass the data file itself, or the folder that holds it",
+            )
+        return found
+    out, missing = [], []
+    for value in yaml_paths:
+        tail = _tail(value)
+        name = PurePosixPath(tail).name
+        candidates = [folder / tail, folder / name, *sorted(folder.rglob(name))]
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is None:
+            missing.append(tail)
+        else:
+            out.append(hit)
+    if missing:
+        raise DataNotFoundError(
+            f"--data folder {folder} lacks {len(missing)} of the task's files: "
+            f"{', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}",
+            hint="point --data at the folder that holds them (the dataset's own layout)",
+        )
+    return out
 
 
 def read_rows(path: Path, spec: DatasetSpec) -> list[tuple[int, dict[str, Any]]]:

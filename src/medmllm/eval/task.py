@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -37,7 +36,13 @@ from medmllm.errors import (
     MedMLLMError,
     OfflineError,
 )
-from medmllm.eval.readers import DatasetSpec, read_hf, read_rows
+from medmllm.eval.readers import (
+    DatasetSpec,
+    files_in_folder,
+    read_hf,
+    read_rows,
+    relative_image_root,
+)
 from medmllm.prompts.cot import COT_INSTRUCTION, DIRECT_INSTRUCTION
 from medmllm.registry import Registry
 from medmllm.validation import config_error
@@ -289,7 +294,7 @@ class Task:
             return [_expand(v, self.folder) for v in self._path_values()]
         out: list[Path] = []
         for given in self.data_override:
-            out += _files_in(given, self._path_values()) if given.is_dir() else [given]
+            out += files_in_folder(given, self._path_values()) if given.is_dir() else [given]
         return out
 
     def image_roots(self, data_file: Path | None) -> list[Path]:
@@ -309,7 +314,7 @@ class Task:
         values = self._path_values()
         roots = []
         if root is not None and values:
-            relative = _relative_to_data(root, values[0])
+            relative = relative_image_root(root, values[0])
             if relative is not None:
                 roots.append(data_file.parent / relative)
         return [*roots, data_file.parent]
@@ -537,7 +542,6 @@ def _check_image(item: Item, roots: list[Path], verify: bool) -> str | None:
 
 
 _MODULES: dict[Path, Any] = {}
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
 
 
 def _load_module(name: str, path: Path) -> Any:
@@ -549,52 +553,6 @@ def _load_module(name: str, path: Path) -> Any:
         spec.loader.exec_module(module)
         _MODULES[path] = module
     return _MODULES[path]
-
-
-_VAR = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}/?")
-
-
-def _tail(value: str) -> str:
-    """The part of a YAML path below its ``${VAR}`` root (the path itself when it has none)."""
-    return _VAR.sub("", value).lstrip("/")
-
-
-def _relative_to_data(image_root: str, data_path: str) -> str | None:
-    """``image_root`` relative to the data file's folder, when both hang off the same root."""
-    root = _VAR.match(image_root)
-    if root is None or not data_path.startswith(root.group()):
-        return None
-    rel = posixpath.relpath(_tail(image_root), posixpath.dirname(_tail(data_path)) or ".")
-    return None if rel.startswith("..") else rel
-
-
-def _files_in(folder: Path, yaml_paths: list[str]) -> list[Path]:
-    """The task's data files inside ``folder`` (see :meth:`Task.data_paths`)."""
-    if not yaml_paths:
-        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in DATA_SUFFIXES)
-        if not found:
-            raise DataNotFoundError(
-                f"--data folder {folder} holds no {', '.join(DATA_SUFFIXES)} file",
-                hint="pass the data file itself, or the folder that holds it",
-            )
-        return found
-    out, missing = [], []
-    for value in yaml_paths:
-        tail = _tail(value)
-        name = PurePosixPath(tail).name
-        candidates = [folder / tail, folder / name, *sorted(folder.rglob(name))]
-        hit = next((c for c in candidates if c.is_file()), None)
-        if hit is None:
-            missing.append(tail)
-        else:
-            out.append(hit)
-    if missing:
-        raise DataNotFoundError(
-            f"--data folder {folder} lacks {len(missing)} of the task's files: "
-            f"{', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}",
-            hint="point --data at the folder that holds them (the dataset's own layout)",
-        )
-    return out
 
 
 def load_task(name_or_file: str | Path) -> Task:
