@@ -73,7 +73,9 @@ def run(
         None, "--cache", help="SQLite call cache (default: MEDMLLM_HOME/cache/eval)."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the cache."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Items per batch of model calls."),
+    batch_size: int = typer.Option(
+        64, "--batch-size", help="Items per scoring call (the backend batches their options)."
+    ),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Generation length."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
