@@ -85,3 +85,8 @@ class IndexCorruptError(MedMLLMError):
 
 class IndexMismatchError(MedMLLMError):
     """An index was built with other settings (embedding model, schema) than those requested."""
+
+
+# --- spine-perf (issue 11: GPU and scale options) ---------------------------------------------
+class DeviceUnavailableError(MedMLLMError):
+    """A device (cuda, mps, a GPU build of llama.cpp) was requested but is not available."""

@@ -25,6 +25,7 @@ from typing import Any
 from medmllm.config import ensure_online, get_settings
 from medmllm.errors import (
     InvalidModelFileError,
+    InvalidRequestError,
     MissingDependencyError,
     ModelNotFoundError,
 )
@@ -41,6 +42,7 @@ from medmllm.models.generator import (
     split_context,
     stop_at,
 )
+from medmllm.models.placement import check_device, check_dtype
 
 _PATH_PREFIXES = ("/", "./", "../", "~")
 # Prefix reuse only pays off when the shared part is long enough to matter.
@@ -115,10 +117,18 @@ class HFGenerator(BaseGenerator):
 
     Args:
         model: hub id, local folder, GGUF file or embedded model name; None = embedded default.
-        device: torch device ("cpu", "cuda", "cuda:1", "mps").
-        dtype: "float32", "bfloat16" or "float16".
-        batch_size: continuations scored per forward pass in :meth:`loglikelihood`.
+        device: torch device ("cpu", "cuda", "cuda:1", "mps"); None = cpu, or wherever
+            ``model_kwargs["device_map"]`` puts the weights.
+        dtype: "float32", "bfloat16", "float16" or "auto" (the checkpoint's own dtype).
+        batch_size: sequences per forward pass in :meth:`loglikelihood`.
         trust_remote_code: passed to transformers for hub models that need custom code.
+        model_kwargs: more ``from_pretrained`` arguments, e.g. ``{"device_map": "auto"}`` to
+            spread a large model over all GPUs (and CPU), ``{"attn_implementation": "sdpa"}``,
+            ``{"revision": "main"}``.
+
+    Example:
+        >>> gen = HFGenerator("meta-llama/Llama-3.1-8B-Instruct", dtype="bfloat16",
+        ...                   model_kwargs={"device_map": "auto"})  # doctest: +SKIP
     """
 
     backend = "hf"
@@ -127,11 +137,22 @@ class HFGenerator(BaseGenerator):
         self,
         model: str | None = None,
         *,
-        device: str = "cpu",
+        device: str | None = None,
         dtype: str = "float32",
         batch_size: int = 16,
         trust_remote_code: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        kwargs = dict(model_kwargs or {})
+        dtype = check_dtype(dtype)
+        if "device_map" in kwargs and device is not None:
+            raise InvalidRequestError(
+                f"both a device ({device!r}) and device_map={kwargs['device_map']!r} given",
+                hint="drop --device when you pass --model-arg device_map=…",
+            )
+        device = check_device(device) if device is not None else None
+        if batch_size < 1:
+            raise InvalidRequestError(f"batch_size must be >= 1, got {batch_size}")
         transformers = _import_transformers()
         import torch
 
@@ -139,20 +160,28 @@ class HFGenerator(BaseGenerator):
         settings = get_settings()
         source = self._resolve(model, settings)
         super().__init__(model_id=model or DEFAULT_MODEL)
+        kwargs.setdefault("trust_remote_code", trust_remote_code)
+        kwargs.setdefault("dtype", "auto" if dtype == "auto" else getattr(torch, dtype))
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(
-                source, trust_remote_code=trust_remote_code
+                source, trust_remote_code=kwargs["trust_remote_code"]
             )
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                source, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
-            ).to(device)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as exc:
             raise ModelNotFoundError(
                 f"could not load model {source!r} with transformers: {str(exc).splitlines()[0]}",
                 hint="check the id/path; hub ids need network access (unset HF_HUB_OFFLINE)",
             ) from None
+        except (TypeError, ValueError) as exc:  # an argument from_pretrained does not take
+            raise InvalidRequestError(
+                f"transformers refused the model arguments {sorted(kwargs)}: {exc}",
+                hint="check the --model-arg keys against from_pretrained's documentation",
+            ) from None
+        if "device_map" not in kwargs:
+            self.model.to(device or "cpu")
         self.model.eval()
-        self.device = torch.device(device)
+        # inputs go where the embeddings live (the first device of a device_map split)
+        self.device = self.model.get_input_embeddings().weight.device
         self.batch_size = batch_size
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
