@@ -43,11 +43,12 @@ LM_EVAL_TEXT = (
 LETTERS = ["A", "B", "C", "D"]
 
 
-def write_data(work: Path, n: int) -> tuple[Path, Path]:
+def write_data(work: Path, n: int, data_root: Path | None = None) -> tuple[Path, Path]:
     """The N questions and the 5 exemplars as JSONL files in ``work``."""
     from medmllm.config import shared_data_dir
 
-    rows = (shared_data_dir() / "mcqa" / "medmcqa_dev.jsonl").read_text().splitlines()
+    root = data_root or shared_data_dir()
+    rows = (root / "mcqa" / "medmcqa_dev.jsonl").read_text().splitlines()
     shots, questions = rows[:5], rows[5 : 5 + n]
     (work / "shots.jsonl").write_text("\n".join(shots) + "\n")
     (work / "eval.jsonl").write_text("\n".join(questions) + "\n")
