@@ -33,6 +33,7 @@ from medmllm.models.defaults import DEFAULT_MODEL, EMBEDDED_MODELS, is_gguf, res
 from medmllm.models.generator import (
     BACKENDS,
     BaseGenerator,
+    FinishReason,
     ImageInput,
     LoglikelihoodRequest,
     Message,
@@ -306,7 +307,7 @@ class HFGenerator(BaseGenerator):
         n_new = int(result["out"].shape[1]) - n_prompt if "out" in result else 0
         eos = self.tokenizer.eos_token_id
         hit_eos = "out" in result and n_new > 0 and int(result["out"][0, -1]) == eos
-        finish = (
+        finish: FinishReason = (
             "length" if (n_new >= params.max_tokens and not hit_eos and not stopped) else "stop"
         )
         yield StreamChunk("", finish_reason=finish, usage=Usage(n_prompt, n_new))
@@ -371,11 +372,11 @@ class HFGenerator(BaseGenerator):
         """
         pairs = []
         for req in requests:
-            ctx, cont = req.context, req.continuation
-            n_spaces = len(ctx) - len(ctx.rstrip(" "))
+            context, continuation = req.context, req.continuation
+            n_spaces = len(context) - len(context.rstrip(" "))
             if n_spaces:  # the split_context rule, applied here to pre-tokenise in one batch
-                ctx, cont = ctx[:-n_spaces], ctx[-n_spaces:] + cont
-            pairs.append((ctx, cont))
+                context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+            pairs.append((context, continuation))
         known = self._encode_many([t for c, k in pairs for t in (c, c + k)])
 
         def encode(text: str) -> list[int]:

@@ -29,6 +29,7 @@ from medmllm.models.defaults import DEFAULT_MODEL, require_gguf, resolve_model_p
 from medmllm.models.generator import (
     BACKENDS,
     BaseGenerator,
+    FinishReason,
     ImageInput,
     LoglikelihoodRequest,
     Message,
@@ -150,7 +151,7 @@ class LlamaCppGenerator(BaseGenerator):
         if params.seed is not None:
             kwargs["seed"] = params.seed
         n_new = 0
-        finish = "stop"
+        finish: FinishReason = "stop"
         for chunk in self.llm.create_chat_completion(**kwargs):
             choice = chunk["choices"][0]
             text = choice.get("delta", {}).get("content") or ""

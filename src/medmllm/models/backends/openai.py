@@ -39,6 +39,7 @@ from medmllm.errors import (
 from medmllm.models.generator import (
     BACKENDS,
     BaseGenerator,
+    FinishReason,
     ImageInput,
     LoglikelihoodRequest,
     Message,
@@ -202,7 +203,7 @@ class OpenAIGenerator(BaseGenerator):
             kwargs["seed"] = params.seed
         stream = self._call("POST /chat/completions", self.client.chat.completions.create, **kwargs)
         n_chunks = 0
-        finish = "stop"
+        finish: FinishReason = "stop"
         usage: Usage | None = None
         try:
             for chunk in stream:
