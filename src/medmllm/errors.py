@@ -90,3 +90,6 @@ class IndexMismatchError(MedMLLMError):
 # -- spine (packaging) ------------------------------------------------------------------------
 class InstallError(MedMLLMError):
     """An install step run on the user's behalf (``medmllm models install-default``) failed."""
+# --- spine-perf (issue 11: GPU and scale options) ---------------------------------------------
+class DeviceUnavailableError(MedMLLMError):
+    """A device (cuda, mps, a GPU build of llama.cpp) was requested but is not available."""

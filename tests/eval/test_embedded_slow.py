@@ -18,7 +18,15 @@ pytestmark = pytest.mark.slow
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return dict(os.environ, MEDMLLM_HOME=str(tmp_path / "home"))
+    home = tmp_path / "home"
+    # a fresh home, but the converted hf weights (the default scoring backend) are shared, so
+    # the ~20 s GGUF dequantisation is not repeated per test
+    shared_hf = Path(os.environ["MEDMLLM_HOME"]) / "cache" / "hf"
+    shared_hf.mkdir(parents=True, exist_ok=True)
+    (home / "cache").mkdir(parents=True, exist_ok=True)
+    if not (home / "cache" / "hf").exists():
+        (home / "cache" / "hf").symlink_to(shared_hf, target_is_directory=True)
+    return dict(os.environ, MEDMLLM_HOME=str(home))
 
 
 def _cmd(*args: str) -> list[str]:

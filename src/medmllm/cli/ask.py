@@ -8,6 +8,13 @@ import typer
 from rich.console import Console
 
 from medmllm.assistant import Answer, Assistant, check_question
+from medmllm.cli.options import (
+    DEVICE_OPT,
+    DTYPE_OPT,
+    MODEL_ARG_OPT,
+    TIMEOUT_OPT,
+    generator_options,
+)
 from medmllm.models.generator import SamplingParams
 
 BACKEND_OPT = typer.Option(None, "--backend", "-b", help="hf, llamacpp or openai (default: auto).")
@@ -18,10 +25,6 @@ MAX_TOKENS_OPT = typer.Option(256, "--max-tokens", help="Most tokens to generate
 BASE_URL_OPT = typer.Option(
     None, "--base-url", help="OpenAI-compatible server URL (openai backend), e.g. http://host/v1."
 )
-
-
-def _generator_options(base_url: str | None) -> dict[str, str]:
-    return {"base_url": base_url} if base_url else {}
 
 
 def ask(
@@ -36,14 +39,21 @@ def ask(
         None, "--index", "-i", help="Ground the answer in this index (see medmllm index)."
     ),
     top_k: int = typer.Option(3, "-k", "--top-k", help="Passages retrieved with --index (>= 1)."),
+    device: str | None = DEVICE_OPT,
+    dtype: str | None = DTYPE_OPT,
+    model_arg: list[str] = MODEL_ARG_OPT,
+    timeout: float | None = TIMEOUT_OPT,
 ) -> None:
     """Answer a medical question (streams the answer as it is generated)."""
     check_question(question)
     SamplingParams(max_tokens=max_tokens, temperature=temperature)  # fail before loading a model
+    options = generator_options(
+        base_url=base_url, device=device, dtype=dtype, model_args=model_arg, timeout=timeout
+    )
     from medmllm.models.generator import load_generator
 
     retriever = _open_index(index, top_k) if index else None
-    generator = load_generator(backend, model, **_generator_options(base_url))
+    generator = load_generator(backend, model, **options)
     bot = Assistant(generator, retriever=retriever, k=top_k)
     console = Console(highlight=False)
     final: Answer | None = None
@@ -106,13 +116,20 @@ def chat(
     model: str | None = MODEL_OPT,
     max_tokens: int = MAX_TOKENS_OPT,
     base_url: str | None = BASE_URL_OPT,
+    device: str | None = DEVICE_OPT,
+    dtype: str | None = DTYPE_OPT,
+    model_arg: list[str] = MODEL_ARG_OPT,
+    timeout: float | None = TIMEOUT_OPT,
 ) -> None:
     """Interactive multi-turn chat; type /exit to leave, /reset to forget the conversation."""
     SamplingParams(max_tokens=max_tokens)
+    options = generator_options(
+        base_url=base_url, device=device, dtype=dtype, model_args=model_arg, timeout=timeout
+    )
     from medmllm.models.generator import load_generator
 
     console = Console(highlight=False)
-    generator = load_generator(backend, model, **_generator_options(base_url))
+    generator = load_generator(backend, model, **options)
     bot = Assistant(generator, keep_history=True)
     console.print(
         f"[bold]medmllm chat[/] · {generator.backend} · {generator.model_id} "

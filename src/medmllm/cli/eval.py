@@ -14,6 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medmllm.cli.options import (
+    CONCURRENCY_OPT,
+    DEVICE_OPT,
+    DTYPE_OPT,
+    MODEL_ARG_OPT,
+    TIMEOUT_OPT,
+    generator_options,
+)
 from medmllm.errors import InvalidRequestError
 
 eval_app = typer.Typer(
@@ -76,13 +84,28 @@ def run(
         None, "--cache", help="SQLite call cache (default: MEDMLLM_HOME/cache/eval)."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the cache."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Items per batch of model calls."),
+    batch_size: int = typer.Option(
+        64, "--batch-size", help="Items per scoring call (the backend batches their options)."
+    ),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Generation length."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    device: str | None = DEVICE_OPT,
+    dtype: str | None = DTYPE_OPT,
+    model_arg: list[str] = MODEL_ARG_OPT,
+    timeout: float | None = TIMEOUT_OPT,
+    concurrency: int | None = CONCURRENCY_OPT,
 ) -> None:
     """Run tasks: `medmllm eval --tasks medmcqa --limit 100`."""
     if ctx.invoked_subcommand is not None:
         return
+    gen_options = generator_options(
+        base_url=base_url,
+        device=device,
+        dtype=dtype,
+        model_args=model_arg,
+        timeout=timeout,
+        concurrency=concurrency,
+    )
     from medmllm.eval.runner import EvalOptions, default_run_dir, run_eval
     from medmllm.eval.task import Task, load_task
 
@@ -114,6 +137,7 @@ def run(
         rag_k=rag_k,
         batch_size=batch_size,
         max_tokens=max_tokens,
+        concurrency=concurrency or 1,
     )
     retriever = None
     if rag:
@@ -122,9 +146,8 @@ def run(
         retriever = open_index(rag)
     from medmllm.models.generator import load_generator
 
-    generator = load_generator(
-        _load_backend(backend), model, **({"base_url": base_url} if base_url else {})
-    )
+    purpose = "score" if mode == "mc" else "chat"  # the fastest default backend for the job
+    generator = load_generator(_load_backend(backend), model, purpose=purpose, **gen_options)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = out or default_run_dir(f"{stamp}-{'-'.join(t.name for t in loaded)}")
     console = Console(stderr=True, highlight=False)

@@ -28,6 +28,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +53,9 @@ from medmllm.provenance import environment
 from medmllm.rag.retriever import Retriever
 
 Mode = Literal["mc", "gen", "cot"]
+# Items per loglikelihood call: large enough that a backend fills its padded batches and sorts
+# by length, small enough that a progress update and a cache commit come every few seconds.
+DEFAULT_BATCH_SIZE = 64
 Progress = Callable[[str, int, int], None]  # (task name, done items, total items)
 
 
@@ -67,12 +71,17 @@ class EvalOptions:
         debias: score all cyclic option rotations (mc mode) and report the debiased accuracy.
         samples: self-consistency samples per item (cot/gen; 1 = greedy).
         temperature: sampling temperature when ``samples > 1``.
-        batch_size: items per batch of model calls (and per cache commit).
+        batch_size: items per call to the model in ``mc`` mode (all their option requests go
+            to ``loglikelihood`` at once, so the backend can batch and reuse prefixes; one cache
+            commit each, so a killed run loses at most one batch).
         bias: run counterfactual demographic swaps on tasks marked ``bias_swaps``.
         include_context: override the tasks' ``prompt.include_context`` (e.g. PubMedQA
             without its abstract).
         rag_k: passages retrieved per question when a retriever is given.
         max_tokens: override the tasks' generation length.
+        concurrency: chat requests in flight at once in ``gen``/``cot`` mode. Only for
+            thread-safe backends that serve many requests (``openai`` against vLLM or a
+            llama.cpp server); local in-process backends run one at a time.
     """
 
     mode: Mode = "mc"
@@ -82,11 +91,12 @@ class EvalOptions:
     debias: bool = False
     samples: int = 1
     temperature: float = 0.7
-    batch_size: int = 16
+    batch_size: int = DEFAULT_BATCH_SIZE
     bias: bool = False
     include_context: bool | None = None
     rag_k: int = 3
     max_tokens: int | None = None
+    concurrency: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in ("mc", "gen", "cot"):
@@ -99,6 +109,8 @@ class EvalOptions:
             raise InvalidRequestError(f"--samples must be >= 1, got {self.samples}")
         if self.batch_size < 1:
             raise InvalidRequestError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.concurrency < 1:
+            raise InvalidRequestError(f"--concurrency must be >= 1, got {self.concurrency}")
 
 
 class Evaluator:
@@ -225,15 +237,24 @@ class Evaluator:
         shifts = list(range(n_opts)) if (mc and self.options.debias and letters) else [0]
         prefix = fewshot_prefix(task, exemplars) if mc else ""
         out: list[Prediction] = []
-        size = self.options.batch_size
-        for start in range(0, len(items), size):
-            batch = items[start : start + size]
-            if mc:
-                out += self._mc_batch(task, batch, prefix, shifts)
-            else:
-                out += [self._gen_one(task, item, exemplars) for item in batch]
-            if self.progress is not None:
-                self.progress(label, len(out), len(items))
+        workers = self.options.concurrency
+        # chat calls: progress after each item (or each round of concurrent items)
+        size = self.options.batch_size if mc else workers
+        pool = ThreadPoolExecutor(workers) if workers > 1 and not mc else None
+        try:
+            for start in range(0, len(items), size):
+                batch = items[start : start + size]
+                if mc:
+                    out += self._mc_batch(task, batch, prefix, shifts)
+                elif pool is not None:
+                    out += list(pool.map(lambda it: self._gen_one(task, it, exemplars), batch))
+                else:
+                    out += [self._gen_one(task, item, exemplars) for item in batch]
+                if self.progress is not None:
+                    self.progress(label, len(out), len(items))
+        finally:
+            if pool is not None:
+                pool.shutdown()
         return out
 
 

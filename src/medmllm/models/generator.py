@@ -341,33 +341,72 @@ BACKENDS.register_lazy("llamacpp", "medmllm.models.backends.llamacpp:LlamaCppGen
 BACKENDS.register_lazy("openai", "medmllm.models.backends.openai:OpenAIGenerator")
 
 
-def default_backend() -> str:
-    """``llamacpp`` when llama-cpp-python is installed (fast CPU inference), else ``hf``."""
+Purpose = Literal["chat", "score"]
+
+
+def default_backend(purpose: Purpose = "chat") -> str:
+    """The fastest installed backend for the job on a CPU.
+
+    ``chat`` (token-by-token generation): ``llamacpp`` when llama-cpp-python is installed (Q4_1
+    decodes ~60 tok/s vs ~10-17 for torch float32 here), else ``hf``. ``score`` (log-likelihood
+    of whole prompts, i.e. ``eval --mode mc``): ``hf``, whose padded float32 batches evaluate
+    prompts several times faster than llama.cpp's Q4_1 on the same cores (docs/decisions.md).
+    """
     import importlib.util
 
+    if purpose == "score":
+        return "hf"
     return "llamacpp" if importlib.util.find_spec("llama_cpp") is not None else "hf"
 
 
+def check_options(cls: type[BaseGenerator], name: str, options: dict[str, Any]) -> None:
+    """Refuse options a backend does not take, naming the ones it does (before loading)."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    takes = [p for p in params if p not in ("self", "model")]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise InvalidRequestError(
+            f"backend {name!r} does not take option(s) {unknown}",
+            hint=f"it takes: {', '.join(takes)}; e.g. --device/--dtype apply to hf, "
+            "--timeout/--concurrency to openai",
+        )
+
+
 def load_generator(
-    backend: str | None = None, model: str | Path | None = None, **options: Any
+    backend: str | None = None,
+    model: str | Path | None = None,
+    *,
+    purpose: Purpose = "chat",
+    **options: Any,
 ) -> BaseGenerator:
     """Build a generator by backend name.
 
     Args:
         backend: ``"hf"``, ``"llamacpp"``, ``"openai"`` or any registered name; ``None`` uses
-            ``MEDMLLM_BACKEND`` or :func:`default_backend`.
+            ``MEDMLLM_BACKEND`` or :func:`default_backend` for ``purpose``.
         model: a Hugging Face id, local folder, GGUF file, or (``openai``) the served model
             name; ``None`` uses ``MEDMLLM_MODEL`` or the embedded default model.
-        **options: backend-specific options (e.g. ``base_url`` for ``openai``, ``n_threads``).
+        purpose: ``"chat"`` or ``"score"`` (multiple-choice evaluation): picks the default
+            backend when none is named.
+        **options: backend-specific options (e.g. ``base_url``/``timeout``/``concurrency`` for
+            ``openai``; ``device``/``dtype``/``model_kwargs`` for ``hf``); unknown ones are
+            refused before the model loads.
 
     Example:
         >>> gen = load_generator("llamacpp")  # doctest: +SKIP
         >>> gen.chat([{"role": "user", "content": "What is HbA1c?"}], max_tokens=64).text
+        >>> big = load_generator("hf", "Qwen/Qwen2.5-7B-Instruct", device="cuda",
+        ...                      dtype="bfloat16")  # doctest: +SKIP
     """
     from medmllm.config import get_settings
 
     settings = get_settings()
-    name = backend or settings.backend or default_backend()
+    name = backend or settings.backend or default_backend(purpose)
     cls = BACKENDS.get(name)
+    check_options(cls, name, options)
     chosen = model if model is not None else settings.model
     return cls(model=None if chosen is None else str(chosen), **options)  # type: ignore[call-arg]

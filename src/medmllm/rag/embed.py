@@ -60,6 +60,8 @@ class Encoder:
         model_id: sentence-transformers id or folder; the default needs no download.
         max_seq_length: word pieces read per passage.
         query_max_seq_length: word pieces read per query (queries are short; fewer is faster).
+        device: torch device; None = ``MEDMLLM_EMBED_DEVICE`` (set by the CLI's ``--device``)
+            or cpu.
     """
 
     def __init__(
@@ -67,6 +69,8 @@ class Encoder:
         model_id: str = DEFAULT_EMBEDDING_MODEL,
         max_seq_length: int = 256,
         query_max_seq_length: int = 64,
+        *,
+        device: str | None = None,
     ) -> None:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
@@ -83,7 +87,8 @@ class Encoder:
                 hint="use the default embedded model (omit --embedding-model) or a local folder",
             )
         try:
-            self.model = SentenceTransformer(location, device="cpu")
+            device = device or os.environ.get("MEDMLLM_EMBED_DEVICE") or "cpu"
+            self.model = SentenceTransformer(location, device=device)
         except OSError as exc:
             raise ModelNotFoundError(
                 f"cannot load embedding model {model_id!r}: {exc}",
@@ -130,9 +135,13 @@ class Encoder:
         with torch.inference_mode(), _single_thread(True):
             preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
             features = preprocess(list(texts))
-            embedded = self.model(features)["sentence_embedding"]
-            embedded = torch.nn.functional.normalize(embedded, dim=-1)
-        return embedded.numpy().astype(np.float32, copy=False)
+            features = {
+                k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v
+                for k, v in features.items()
+            }
+            vectors = self.model(features)["sentence_embedding"]
+            vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        return vectors.float().cpu().numpy().astype(np.float32, copy=False)
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query → one unit vector (the latency-critical path of dense search)."""
@@ -168,9 +177,11 @@ def get_encoder(
     model_id: str = DEFAULT_EMBEDDING_MODEL,
     max_seq_length: int = 256,
     query_max_seq_length: int = 64,
+    *,
+    device: str | None = None,
 ) -> Encoder:
     """The process-wide encoder for these settings (loading costs ~1 s; do it once)."""
-    return Encoder(model_id, max_seq_length, query_max_seq_length)
+    return Encoder(model_id, max_seq_length, query_max_seq_length, device=device)
 
 
 class EmbeddingCache:

@@ -25,6 +25,7 @@ from typing import Any
 from medmllm.config import ensure_online, get_settings
 from medmllm.errors import (
     InvalidModelFileError,
+    InvalidRequestError,
     MissingDependencyError,
     ModelNotFoundError,
 )
@@ -42,6 +43,7 @@ from medmllm.models.generator import (
     split_context,
     stop_at,
 )
+from medmllm.models.placement import check_device, check_dtype
 
 _PATH_PREFIXES = ("/", "./", "../", "~")
 # Prefix reuse only pays off when the shared part is long enough to matter.
@@ -116,10 +118,18 @@ class HFGenerator(BaseGenerator):
 
     Args:
         model: hub id, local folder, GGUF file or embedded model name; None = embedded default.
-        device: torch device ("cpu", "cuda", "cuda:1", "mps").
-        dtype: "float32", "bfloat16" or "float16".
-        batch_size: continuations scored per forward pass in :meth:`loglikelihood`.
+        device: torch device ("cpu", "cuda", "cuda:1", "mps"); None = cpu, or wherever
+            ``model_kwargs["device_map"]`` puts the weights.
+        dtype: "float32", "bfloat16", "float16" or "auto" (the checkpoint's own dtype).
+        batch_size: sequences per forward pass in :meth:`loglikelihood`.
         trust_remote_code: passed to transformers for hub models that need custom code.
+        model_kwargs: more ``from_pretrained`` arguments, e.g. ``{"device_map": "auto"}`` to
+            spread a large model over all GPUs (and CPU), ``{"attn_implementation": "sdpa"}``,
+            ``{"revision": "main"}``.
+
+    Example:
+        >>> gen = HFGenerator("meta-llama/Llama-3.1-8B-Instruct", dtype="bfloat16",
+        ...                   model_kwargs={"device_map": "auto"})  # doctest: +SKIP
     """
 
     backend = "hf"
@@ -128,11 +138,22 @@ class HFGenerator(BaseGenerator):
         self,
         model: str | None = None,
         *,
-        device: str = "cpu",
+        device: str | None = None,
         dtype: str = "float32",
         batch_size: int = 16,
         trust_remote_code: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        kwargs = dict(model_kwargs or {})
+        dtype = check_dtype(dtype)
+        if "device_map" in kwargs and device is not None:
+            raise InvalidRequestError(
+                f"both a device ({device!r}) and device_map={kwargs['device_map']!r} given",
+                hint="drop --device when you pass --model-arg device_map=…",
+            )
+        device = check_device(device) if device is not None else None
+        if batch_size < 1:
+            raise InvalidRequestError(f"batch_size must be >= 1, got {batch_size}")
         transformers = _import_transformers()
         import torch
 
@@ -140,24 +161,32 @@ class HFGenerator(BaseGenerator):
         settings = get_settings()
         source = self._resolve(model, settings)
         super().__init__(model_id=model or DEFAULT_MODEL)
+        kwargs.setdefault("trust_remote_code", trust_remote_code)
+        kwargs.setdefault("dtype", "auto" if dtype == "auto" else getattr(torch, dtype))
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(
-                source, trust_remote_code=trust_remote_code
+                source, trust_remote_code=kwargs["trust_remote_code"]
             )
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                source, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
-            ).to(device)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as exc:
             raise ModelNotFoundError(
                 f"could not load model {source!r} with transformers: {str(exc).splitlines()[0]}",
                 hint="check the id/path; hub ids need network access (unset HF_HUB_OFFLINE)",
             ) from None
+        except (TypeError, ValueError) as exc:  # an argument from_pretrained does not take
+            raise InvalidRequestError(
+                f"transformers refused the model arguments {sorted(kwargs)}: {exc}",
+                hint="check the --model-arg keys against from_pretrained's documentation",
+            ) from None
+        if "device_map" not in kwargs:
+            self.model.to(device or "cpu")
         self.model.eval()
-        self.device = torch.device(device)
+        # inputs go where the embeddings live (the first device of a device_map split)
+        self.device = self.model.get_input_embeddings().weight.device
         self.batch_size = batch_size
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self._prefix: tuple[list[int], Any, Any] | None = None  # (tokens, kv cache, last logits)
+        self._prefix: tuple[list[int], Any] | None = None  # (tokens, their kv cache)
         # transformers >= 5.2x renamed the forward argument ``past_key_values`` to ``cache``.
         forward_params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in forward_params else "past_key_values"
@@ -290,73 +319,157 @@ class HFGenerator(BaseGenerator):
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
+    def _encode_many(self, texts: Sequence[str]) -> dict[str, list[int]]:
+        """One batched tokenizer call for many strings (the fast tokenizer runs them in Rust)."""
+        unique = list(dict.fromkeys(texts))
+        if not unique:
+            return {}
+        ids = self.tokenizer(unique, add_special_tokens=False).input_ids
+        return dict(zip(unique, ids, strict=True))
+
     def _bos(self) -> list[int]:
         bos = self.tokenizer.bos_token_id
         return [bos] if bos is not None and getattr(self.tokenizer, "add_bos_token", False) else []
 
-    def _context_state(self, ctx: list[int]) -> tuple[Any, Any]:
-        """KV cache and last-position log-probs after ``ctx``, reusing the previous prefix."""
+    def _prefix_cache(self, prefix: list[int]) -> Any:
+        """KV cache (batch 1) after ``prefix``, extending or cropping the previous prefix's."""
         torch = self._torch
-        start = 0
-        past = None
+        start, past = 0, None
         if self._prefix is not None:
-            prev, prev_cache, prev_logp = self._prefix
-            if prev == ctx:
-                return prev_cache, prev_logp
+            prev, prev_cache = self._prefix
+            if prev == prefix:
+                return prev_cache
             n = 0
-            limit = min(len(prev), len(ctx)) - 1  # keep >= 1 new token to get fresh logits
-            while n < limit and prev[n] == ctx[n]:
+            limit = min(len(prev), len(prefix))
+            while n < limit and prev[n] == prefix[n]:
                 n += 1
             if n >= _MIN_SHARED_PREFIX:
                 past = copy.deepcopy(prev_cache)
                 # A negative crop drops that many tokens from the end (all transformers versions).
-                past.crop(n - past.get_seq_length())
+                if n < past.get_seq_length():
+                    past.crop(n - past.get_seq_length())
                 start = n
-        ids = torch.tensor([ctx[start:]], device=self.device)
-        with torch.inference_mode():
-            # logits_to_keep=1: only the last position's logits are needed, which skips the
-            # vocabulary projection for the rest of the context.
-            out = self.model(
-                input_ids=ids, **{self._cache_kw: past}, use_cache=True, logits_to_keep=1
-            )
-        logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        cache = _output_cache(out)
-        self._prefix = (ctx, cache, logp)
-        return cache, logp
+        if start < len(prefix):
+            ids = torch.tensor([prefix[start:]], device=self.device)
+            with torch.inference_mode():
+                # logits_to_keep=1: the prefix's logits are never read; skip most of lm_head.
+                out = self.model(
+                    input_ids=ids, **{self._cache_kw: past}, use_cache=True, logits_to_keep=1
+                )
+            past = _output_cache(out)
+        self._prefix = (prefix, past)
+        return past
+
+    def _rows(
+        self, requests: list[LoglikelihoodRequest]
+    ) -> tuple[list[list[int]], list[tuple[int, list[int]]]]:
+        """Token rows to run and, per request, (row index, continuation tokens).
+
+        A request's continuation of L tokens is predicted by the last L positions of its row:
+        the row is the context plus all but the last continuation token. Requests sharing a
+        context with a one-token continuation share one row (the options " A".." D" of a
+        question cost one sequence, not four).
+        """
+        pairs = []
+        for req in requests:
+            context, continuation = req.context, req.continuation
+            n_spaces = len(context) - len(context.rstrip(" "))
+            if n_spaces:  # the split_context rule, applied here to pre-tokenise in one batch
+                context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+            pairs.append((context, continuation))
+        known = self._encode_many([t for c, k in pairs for t in (c, c + k)])
+
+        def encode(text: str) -> list[int]:
+            return known[text] if text in known else self._encode(text)
+
+        rows: list[list[int]] = []
+        index: dict[tuple[int, ...], int] = {}
+        plan: list[tuple[int, list[int]]] = []
+        head = self._bos()
+        for ctx_text, cont_text in pairs:
+            ctx, cont = split_context(encode, ctx_text, cont_text)
+            # An empty context still needs a position whose logits predict the first token.
+            row = (head + ctx or [self.tokenizer.eos_token_id]) + cont[:-1]
+            key = tuple(row)
+            if key not in index:
+                index[key] = len(rows)
+                rows.append(row)
+            plan.append((index[key], cont))
+        return rows, plan
 
     def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
+        """Padded batches of whole rows (left padding), after one shared-prefix pass.
+
+        Rows are sorted by length so a batch pads little; padding goes on the left, so every
+        row ends at the last position and only the last positions' logits are computed
+        (``logits_to_keep``). The longest prefix shared by all rows (few-shot exemplars) is
+        run once, and its KV cache is reused by every batch and by the next call.
+        """
         torch = self._torch
-        results: list[float] = [0.0] * len(requests)
-        groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
-        for i, req in enumerate(requests):
-            ctx, cont = split_context(self._encode, req.context, req.continuation)
-            # An empty context still needs a position whose logits predict the first token.
-            ctx = self._bos() + ctx or [self.tokenizer.eos_token_id]
-            groups.setdefault(tuple(ctx), []).append((i, cont))
-        for ctx_key, items in groups.items():
-            cache, last_logp = self._context_state(list(ctx_key))
-            multi = [(i, c) for i, c in items if len(c) > 1]
-            for i, cont in items:
-                results[i] = float(last_logp[cont[0]])
-            for start in range(0, len(multi), self.batch_size):
-                chunk = multi[start : start + self.batch_size]
-                width = max(len(c) for _, c in chunk)
-                pad = self.tokenizer.pad_token_id
-                # Right padding needs no attention mask: causal attention never lets a real
-                # token see the padding after it.
-                batch = torch.tensor(
-                    [c + [pad] * (width - len(c)) for _, c in chunk], device=self.device
-                )
+        rows, plan = self._rows(requests)
+        need = [1] * len(rows)  # positions whose logits each row must keep
+        for r, cont in plan:
+            need[r] = max(need[r], len(cont))
+        shared = _common_prefix(rows)
+        # every position whose logits are read must come after the prefix
+        shared = min(shared, *(len(row) - n for row, n in zip(rows, need, strict=True)))
+        prefix = rows[0][:shared] if shared >= _MIN_SHARED_PREFIX else []
+        cache = self._prefix_cache(prefix) if prefix else None
+        p = len(prefix)
+        logps: list[Any] = [None] * len(rows)
+        order = sorted(range(len(rows)), key=lambda r: len(rows[r]), reverse=True)
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            suffixes = [rows[r][p:] for r in chunk]
+            width = max(len(s) for s in suffixes)
+            ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=self.device)
+            mask = torch.tensor(
+                [[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=self.device
+            )
+            positions = (mask.cumsum(-1) - 1).clamp(min=0) + p
+            kwargs: dict[str, Any] = {}
+            if cache is not None:
                 past = copy.deepcopy(cache)
                 past.batch_repeat_interleave(len(chunk))
-                with torch.inference_mode():
-                    logits = self.model(input_ids=batch, **{self._cache_kw: past}).logits
+                kwargs[self._cache_kw] = past
+                mask = torch.cat(
+                    [torch.ones(len(chunk), p, dtype=mask.dtype, device=self.device), mask], 1
+                )
+            keep = max(need[r] for r in chunk)
+            with torch.inference_mode():
+                logits = self.model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=cache is not None,
+                    logits_to_keep=keep,
+                    **kwargs,
+                ).logits
                 logp = torch.log_softmax(logits.float(), dim=-1)
-                for row, (i, cont) in enumerate(chunk):
-                    targets = torch.tensor(cont[1:], device=self.device)
-                    picked = logp[row, : len(cont) - 1].gather(1, targets[:, None])
-                    results[i] += float(picked.sum())
+            for j, r in enumerate(chunk):
+                logps[r] = logp[j, keep - need[r] :]
+        results = []
+        for r, cont in plan:
+            logp = logps[r]
+            targets = torch.tensor(cont, device=logp.device)
+            picked = logp[logp.shape[0] - len(cont) :].gather(1, targets[:, None])
+            results.append(float(picked.sum()))
         return results
+
+
+def _common_prefix(rows: list[list[int]]) -> int:
+    """Length of the longest token prefix shared by every row."""
+    first = rows[0]
+    n = min(len(r) for r in rows)
+    for row in rows[1:]:
+        k = 0
+        while k < n and row[k] == first[k]:
+            k += 1
+        n = k
+        if n == 0:
+            break
+    return n
 
 
 def _output_cache(out: Any) -> Any:

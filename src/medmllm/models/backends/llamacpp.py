@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from medmllm.errors import InvalidModelFileError, MissingDependencyError
+from medmllm.errors import (
+    DeviceUnavailableError,
+    InvalidModelFileError,
+    InvalidRequestError,
+    MissingDependencyError,
+)
 from medmllm.models.defaults import DEFAULT_MODEL, require_gguf, resolve_model_path
 from medmllm.models.generator import (
     BACKENDS,
@@ -62,6 +67,9 @@ class LlamaCppGenerator(BaseGenerator):
         n_threads: CPU threads (default: all cores).
         n_gpu_layers: layers to offload to a GPU build of llama.cpp (0 on CPU).
         seed: default sampling seed.
+        device: ``"cpu"``, or ``"cuda"``/``"gpu"``/``"metal"`` to offload every layer (needs a
+            GPU build of llama-cpp-python; checked before loading).
+        model_kwargs: more ``llama_cpp.Llama`` arguments (e.g. ``{"flash_attn": True}``).
     """
 
     backend = "llamacpp"
@@ -75,8 +83,22 @@ class LlamaCppGenerator(BaseGenerator):
         n_batch: int = 512,
         n_gpu_layers: int = 0,
         seed: int = 0,
+        device: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
     ) -> None:
         llama_cpp = _import_llama_cpp()
+        if device is not None and device.strip().lower() != "cpu":
+            if device.strip().lower().split(":")[0] not in ("cuda", "gpu", "metal", "vulkan"):
+                raise InvalidRequestError(
+                    f"unknown device {device!r} for llama.cpp", hint="use --device cpu or cuda"
+                )
+            if not llama_cpp.llama_supports_gpu_offload():
+                raise DeviceUnavailableError(
+                    f"--device {device} requested, but this llama-cpp-python build is CPU-only",
+                    hint="reinstall it with GPU support: CMAKE_ARGS='-DGGML_CUDA=on' pip install "
+                    "--force-reinstall --no-cache-dir llama-cpp-python, or use --backend hf",
+                )
+            n_gpu_layers = -1  # every layer
         path = require_gguf(resolve_model_path(model))
         super().__init__(model_id=model or DEFAULT_MODEL)
         self.path = path
@@ -91,7 +113,13 @@ class LlamaCppGenerator(BaseGenerator):
                     n_gpu_layers=n_gpu_layers,
                     seed=seed,
                     verbose=False,
+                    **(model_kwargs or {}),
                 )
+        except TypeError as exc:
+            raise InvalidRequestError(
+                f"llama_cpp.Llama refused the model arguments {sorted(model_kwargs or {})}: {exc}",
+                hint="check the --model-arg keys against llama_cpp.Llama's parameters",
+            ) from None
         except ValueError as exc:
             raise InvalidModelFileError(
                 f"llama.cpp could not load {path}: {exc}",

@@ -1,23 +1,41 @@
 """``openai`` backend: any OpenAI-compatible server (vLLM, llama.cpp server, TGI, hosted APIs).
 
 This is how the same toolkit code scales out: serve a large model with vLLM on a GPU box and
-point ``--backend openai --base-url http://gpu-host:8000/v1`` at it. Retries are off by default
-so an unreachable URL fails fast with one clear message instead of a retry storm.
+point ``--backend openai --base-url http://gpu-host:8000/v1`` at it.
+
+* **Concurrency**: up to ``concurrency`` requests are in flight at once (a semaphore shared by
+  every thread), so ``eval --concurrency 8`` keeps a batching server busy.
+* **Timeouts**: ``timeout`` seconds to connect (at most 10) and to wait for each response or
+  stream chunk; a server that accepts connections but never answers fails after that long with
+  one clear error. The default (60 s) is finite on purpose.
+* **Retries**: only where waiting helps — HTTP 429 and 5xx, with exponential backoff (or the
+  server's ``Retry-After``). A refused connection, a timeout or a 4xx fail at once, naming the URL.
 
 Log-likelihood scoring uses the legacy completions endpoint with ``echo=True, logprobs=1`` (vLLM
-and llama-cpp-python's server support it; chat-only APIs do not and raise a clear error).
+and llama-cpp-python's server support it; chat-only APIs do not and raise a clear error), with
+several prompts per request where the server takes a list prompt.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import threading
+import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
+
 from medmllm.config import ensure_online, get_settings
-from medmllm.errors import BackendConnectionError, MissingDependencyError, UnsupportedInputError
+from medmllm.errors import (
+    BackendConnectionError,
+    InvalidRequestError,
+    MissingDependencyError,
+    UnsupportedInputError,
+)
 from medmllm.models.generator import (
     BACKENDS,
     BaseGenerator,
@@ -31,6 +49,8 @@ from medmllm.models.generator import (
 )
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+DEFAULT_TIMEOUT_S = 60.0
+MAX_BACKOFF_S = 30.0
 
 
 def _is_local(url: str) -> bool:
@@ -51,8 +71,17 @@ class OpenAIGenerator(BaseGenerator):
         model: the served model name; None asks the server's ``/models`` for the first one.
         base_url: API root ending in ``/v1`` (default: ``OPENAI_BASE_URL`` or 127.0.0.1:8000).
         api_key: bearer token (default: ``OPENAI_API_KEY``; local servers accept any value).
-        timeout: seconds per request.
-        max_retries: retries on connection errors (0 = fail fast).
+        timeout: seconds to wait for a connection (capped at 10) and for each response.
+        max_retries: retries of a request answered 429 or 5xx (exponential backoff from
+            ``backoff_s``); connection errors and timeouts are never retried.
+        concurrency: requests in flight at once (chat requests from concurrent callers and
+            batches of log-likelihood scoring).
+        prompts_per_request: prompts sent in one ``/completions`` call when scoring (servers
+            that answer a list prompt with fewer choices fall back to one prompt per call).
+        backoff_s: first retry delay; doubles on each retry, at most 30 s.
+
+    Example:
+        >>> gen = OpenAIGenerator(base_url="http://gpu:8000/v1", concurrency=16)  # doctest: +SKIP
     """
 
     backend = "openai"
@@ -63,9 +92,19 @@ class OpenAIGenerator(BaseGenerator):
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float = 120.0,
-        max_retries: int = 0,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = 3,
+        concurrency: int = 4,
+        prompts_per_request: int = 8,
+        backoff_s: float = 0.5,
     ) -> None:
+        if not timeout > 0:
+            raise InvalidRequestError(f"timeout must be > 0 seconds, got {timeout}")
+        if concurrency < 1 or prompts_per_request < 1 or max_retries < 0:
+            raise InvalidRequestError(
+                f"concurrency and prompts_per_request must be >= 1 and max_retries >= 0, got "
+                f"{concurrency}, {prompts_per_request}, {max_retries}"
+            )
         try:
             import openai
         except ImportError:  # pragma: no cover - core dependency
@@ -78,32 +117,64 @@ class OpenAIGenerator(BaseGenerator):
         )
         if not _is_local(self.base_url):
             ensure_online(f"the server at {self.base_url}", get_settings())
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.concurrency = concurrency
+        self.prompts_per_request = prompts_per_request
+        self.backoff_s = backoff_s
+        self.retries = 0  # how many retries were needed so far (429/5xx)
+        self._slots = threading.BoundedSemaphore(concurrency)
         self.client = openai.OpenAI(
             base_url=self.base_url,
             api_key=api_key or os.environ.get("OPENAI_API_KEY") or "no-key",
-            timeout=openai.Timeout(timeout, connect=min(10.0, timeout)),
-            max_retries=max_retries,
+            timeout=openai.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+            max_retries=0,  # ours below: 429/5xx only, never a refused connection
         )
         super().__init__(model_id=model or self._first_model())
         self._aligned: bool | None = None  # echo-logprob alignment, probed on first use
+        self._list_prompts = True  # cleared if the server ignores list prompts
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        """Run a client call, turning transport and HTTP errors into one clear message."""
+        """Run a client call in a concurrency slot; retry 429/5xx; one clear error otherwise."""
         openai = self._openai
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self._slots:
+                    return fn(**kwargs)
+            except openai.APITimeoutError:
+                raise BackendConnectionError(
+                    f"no answer from the server at {self.base_url} within {self.timeout:g} s "
+                    f"({what})",
+                    hint="check that the server is not stuck or overloaded, or raise --timeout",
+                ) from None
+            except openai.APIConnectionError as exc:
+                raise BackendConnectionError(
+                    f"cannot reach the OpenAI-compatible server at {self.base_url} ({what}): "
+                    f"{exc.__cause__ or exc}",
+                    hint="check --base-url and that the server is running",
+                ) from None
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if (status == 429 or status >= 500) and attempt < self.max_retries:
+                    self.retries += 1
+                    time.sleep(self._delay(attempt, exc))
+                    continue
+                detail = exc.message if hasattr(exc, "message") else str(exc)
+                tried = f" after {attempt + 1} attempts" if attempt else ""
+                raise BackendConnectionError(
+                    f"server at {self.base_url} answered {status} to {what}{tried}: {detail}",
+                    hint="check --model and the server's logs",
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _delay(self, attempt: int, exc: Any) -> float:
+        """The server's Retry-After if it sent one, else exponential backoff."""
+        header = exc.response.headers.get("retry-after") if exc.response is not None else None
         try:
-            return fn(**kwargs)
-        except openai.APIConnectionError as exc:
-            raise BackendConnectionError(
-                f"cannot reach the OpenAI-compatible server at {self.base_url} ({what}): "
-                f"{exc.__cause__ or exc}",
-                hint="check --base-url and that the server is running",
-            ) from None
-        except openai.APIStatusError as exc:
-            detail = exc.message if hasattr(exc, "message") else str(exc)
-            raise BackendConnectionError(
-                f"server at {self.base_url} answered {exc.status_code} to {what}: {detail}",
-                hint="check --model and the server's logs",
-            ) from None
+            wait = float(header) if header is not None else self.backoff_s * 2**attempt
+        except ValueError:
+            wait = self.backoff_s * 2**attempt
+        return min(max(wait, 0.0), MAX_BACKOFF_S)
 
     def _first_model(self) -> str:
         listing = self._call("GET /models", self.client.models.list)
@@ -147,32 +218,44 @@ class OpenAIGenerator(BaseGenerator):
                     yield StreamChunk(text)
                 if choice.finish_reason:
                     finish = "length" if choice.finish_reason == "length" else "stop"
-        except self._openai.APIError as exc:
+        except httpx.TimeoutException:
+            raise BackendConnectionError(
+                f"the stream from {self.base_url} stalled for more than {self.timeout:g} s",
+                hint="check that the server is not stuck or overloaded, or raise --timeout",
+            ) from None
+        except (self._openai.APIError, httpx.HTTPError) as exc:
             raise BackendConnectionError(
                 f"stream from {self.base_url} broke off: {exc}", hint="retry; check the server"
             ) from None
         # Servers that send no usage in streams: count chunks (about one token each).
         yield StreamChunk("", finish_reason=finish, usage=usage or Usage(0, n_chunks))
 
-    def _echo_logprobs(self, prompt: str) -> Any:
+    def _echo_logprobs(self, prompts: list[str]) -> list[Any]:
+        """Prompt-token logprobs of each prompt (one request; a list prompt if several)."""
         response = self._call(
             "POST /completions (echo, logprobs)",
             self.client.completions.create,
             model=self.model_id,
-            prompt=prompt,
+            prompt=prompts if len(prompts) > 1 else prompts[0],
             max_tokens=1,
             temperature=0.0,
             echo=True,
             logprobs=1,
         )
-        logprobs = response.choices[0].logprobs
-        if logprobs is None or not logprobs.token_logprobs:
-            raise UnsupportedInputError(
-                f"server at {self.base_url} returned no prompt logprobs (echo=True)",
-                hint="use a server that supports echo+logprobs (e.g. vLLM) or the hf/llamacpp "
-                "backends for multiple-choice scoring",
-            )
-        return logprobs
+        choices = sorted(response.choices, key=lambda c: c.index)
+        if len(choices) != len(prompts):
+            raise _ListPromptUnsupported
+        out = []
+        for choice in choices:
+            logprobs = choice.logprobs
+            if logprobs is None or not logprobs.token_logprobs:
+                raise UnsupportedInputError(
+                    f"server at {self.base_url} returned no prompt logprobs (echo=True)",
+                    hint="use a server that supports echo+logprobs (e.g. vLLM) or the hf/llamacpp "
+                    "backends for multiple-choice scoring",
+                )
+            out.append(logprobs)
+        return out
 
     def _check_alignment(self) -> None:
         """Refuse servers whose echoed logprobs are shifted by one token.
@@ -188,7 +271,7 @@ class OpenAIGenerator(BaseGenerator):
                 raise self._misaligned_error()
             return
         probe = ", ".join(str(i) for i in range(1, 25))
-        logprobs = self._echo_logprobs(probe)
+        logprobs = self._echo_logprobs([probe])[0]
         tail = [lp for lp in logprobs.token_logprobs[len(logprobs.token_logprobs) // 2 :] if lp]
         self._aligned = bool(tail) and sum(tail) / len(tail) > -2.0
         if not self._aligned:
@@ -203,17 +286,37 @@ class OpenAIGenerator(BaseGenerator):
 
     def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
         self._check_alignment()
-        results = []
+        spans = []
         for req in requests:
-            context = req.context.rstrip(" ")
-            prompt = context + req.context[len(context) :] + req.continuation
-            logprobs = self._echo_logprobs(prompt)
+            context = req.context.rstrip(" ")  # trailing spaces belong to the continuation
+            spans.append((len(context), context + req.context[len(context) :] + req.continuation))
+        size = self.prompts_per_request
+        chunks = [spans[i : i + size] for i in range(0, len(spans), size)]
+        with ThreadPoolExecutor(min(self.concurrency, len(chunks))) as pool:
+            scored = list(pool.map(self._score_chunk, chunks))
+        return [value for chunk in scored for value in chunk]
+
+    def _score_chunk(self, spans: list[tuple[int, str]]) -> list[float]:
+        prompts = [prompt for _, prompt in spans]
+        try:
+            if len(prompts) > 1 and not self._list_prompts:
+                raise _ListPromptUnsupported
+            all_logprobs = self._echo_logprobs(prompts)
+        except _ListPromptUnsupported:
+            self._list_prompts = False  # this server answers one prompt per request
+            all_logprobs = [self._echo_logprobs([p])[0] for p in prompts]
+        results = []
+        for (start, prompt), logprobs in zip(spans, all_logprobs, strict=True):
             total = 0.0
             for offset, lp in zip(logprobs.text_offset, logprobs.token_logprobs, strict=False):
-                if len(context) <= offset < len(prompt) and lp is not None:
+                if start <= offset < len(prompt) and lp is not None:
                     total += lp
             results.append(total)
         return results
 
     def close(self) -> None:
         self.client.close()
+
+
+class _ListPromptUnsupported(Exception):
+    """The server answered a list prompt with a different number of choices."""

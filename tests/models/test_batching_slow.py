@@ -1,0 +1,41 @@
+"""On the embedded model: batched hf scoring equals one plain forward per request (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medmllm.models.generator import LoglikelihoodRequest, load_generator
+from tests.models.test_hf_batching import _reference
+
+pytestmark = pytest.mark.slow
+
+
+def _mcqa(shared_data: Path, shots: int, n: int) -> list[LoglikelihoodRequest]:
+    rows = [
+        json.loads(x) for x in (shared_data / "mcqa/medmcqa_dev.jsonl").read_text().splitlines()
+    ]
+
+    def fmt(row: dict) -> str:
+        options = "\n".join(f"{k}. {v}" for k, v in row["options"].items())
+        return f"Question: {row['question']}\n{options}\nAnswer:"
+
+    prefix = "".join(f"{fmt(r)} {r['answer']}\n\n" for r in rows[:shots])
+    out = []
+    for row in rows[5 : 5 + n]:
+        ctx = prefix + fmt(row)
+        out += [LoglikelihoodRequest(ctx, f" {k}") for k in row["options"]]
+        out.append(LoglikelihoodRequest(ctx, f" {row['options']['A']}"))  # multi-token
+    return out
+
+
+@pytest.mark.parametrize(("shots", "n"), [(0, 6), (5, 3)])
+def test_embedded_batched_equals_plain_forward(shared_data, shots, n):
+    gen = load_generator("hf")
+    gen.batch_size = 8
+    requests = _mcqa(shared_data, shots, n)
+    got = gen.loglikelihood(requests)
+    want = [_reference(gen, r) for r in requests]
+    assert got == pytest.approx(want, abs=1e-4)
