@@ -85,3 +85,18 @@ class IndexCorruptError(MedMLLMError):
 
 class IndexMismatchError(MedMLLMError):
     """An index was built with other settings (embedding model, schema) than those requested."""
+
+
+# --- robust (issue 13) ---------------------------------------------------------------------------
+
+
+class ContextLengthError(InvalidRequestError):
+    """A prompt (question, history, passages) does not fit the model's context window."""
+
+
+class IndexLockedError(MedMLLMError):
+    """Another process is writing the same index (its pid is in the message)."""
+
+
+class OutputExistsError(MedMLLMError, FileExistsError):
+    """An output file or folder already holds something else; ``--overwrite`` replaces it."""
