@@ -58,6 +58,9 @@ def build(
     chunk_overlap: int | None = typer.Option(None, "--chunk-overlap", help="Overlap in words."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Embedding batch size."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    wait: float = typer.Option(
+        600.0, "--wait", help="Seconds to wait while another process writes NAME (then exit 2)."
+    ),
 ) -> None:
     """Index documents into NAME (adds to an existing index unless --rebuild)."""
     from medmllm.rag.chunk import ChunkConfig
@@ -76,7 +79,7 @@ def build(
         }
     docs, load_report = load_corpus(source, fmt, **options)
     for path, reason in load_report.skipped[:10]:
-        err.print(f"[yellow]skipped[/] {path}: {reason}", soft_wrap=True)
+        err.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(reason)}", soft_wrap=True)
     if load_report.skipped:
         err.print(f"[yellow]skipped {len(load_report.skipped)} file(s)/row(s) in total[/]")
     retriever_options = {
@@ -118,9 +121,24 @@ def build(
         rebuild=rebuild,
         sources=[str(Path(source).resolve())],
         progress=not quiet,
+        lock_timeout=wait,
+        on_wait=lambda pid: err.print(
+            f"index {name!r} is being written by another process (pid {pid}); waiting up to "
+            f"{wait:.0f} s…"
+        ),
     )
     report.skipped = load_report.skipped
     console.print(_summary(report), soft_wrap=True)
+    if report.ids_disambiguated:
+        err.print(
+            f"[yellow]warning:[/] {report.ids_disambiguated} document(s) have the same relative "
+            "path as one from another folder; both kept (the new one's id ends in @<hash>)"
+        )
+    if report.docs_updated:
+        err.print(
+            f"[yellow]warning:[/] {report.docs_updated} document(s) already in {name!r} with the "
+            "same id were replaced by the new version"
+        )
 
 
 @index_app.command("starter")
@@ -212,7 +230,7 @@ def search(
 
 
 @index_app.command("rm")
-def rm(name: str = typer.Argument(..., help="Index name.")) -> None:
+def rm(name: str = typer.Argument(..., help="Index name.")) -> None:  # waits for a writer
     """Delete an index."""
     from medmllm.rag.index import remove_index
 
