@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medmllm.errors import InvalidRequestError
+from medmllm.models.context import pack, trim_history
 from medmllm.models.generator import BaseGenerator, Message, SamplingParams, Usage, load_generator
 from medmllm.prompts.system import MEDICAL_SYSTEM_PROMPT, build_messages
+from medmllm.safety.advice import check_advice
 
 
 @dataclass
@@ -109,14 +111,24 @@ class Assistant:
         SamplingParams(max_tokens=max_tokens, temperature=temperature)  # validate before loading
         start = time.perf_counter()
         hits: list[Any] = []
+        fitted: dict[str, int] = {}  # what was left out to fit the context window (counts)
         if self.retriever is not None:
             from medmllm.prompts.rag import build_rag_messages
             from medmllm.rag.answer import retrieve
 
             hits = retrieve(self.retriever, question, self.k)
-            passages = [(h.chunk.title, h.chunk.text) for h in hits]
-            messages = build_rag_messages(question, passages, self.history, self.system_prompt)
+
+            def build(kept: list[Any]) -> list[Message]:
+                passages = [(h.chunk.title, h.chunk.text) for h in kept]
+                return build_rag_messages(question, passages, self.history, self.system_prompt)
+
+            fitted["history_dropped"] = self._trim(lambda _: build([]), max_tokens)
+            hits, fitted["passages_dropped"] = pack(self.generator, hits, build, max_tokens)
+            messages = build(hits)
         else:
+            fitted["history_dropped"] = self._trim(
+                lambda h: build_messages(question, h, self.system_prompt), max_tokens
+            )
             messages = build_messages(question, self.history, self.system_prompt)
         ttft = None
         parts: list[str] = []
@@ -141,6 +153,8 @@ class Assistant:
             from medmllm.rag.answer import grounded_extra
 
             extra = grounded_extra(text, hits)
+        extra.update({k: v for k, v in fitted.items() if v})
+        extra["advice_check"] = check_advice(text).to_dict()
         yield Answer(
             question=question,
             answer=text,
@@ -152,6 +166,10 @@ class Assistant:
             finish_reason=finish,
             extra=extra,
         )
+
+    def _trim(self, build: Any, max_tokens: int) -> int:
+        """Drop the oldest turns (chat) until the prompt fits; a lone question is checked later."""
+        return trim_history(self.generator, self.history, build, max_tokens)
 
     def ask(self, question: str, **kwargs: Any) -> Answer:
         """Answer one question (see :meth:`stream` for the options)."""

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 
 from medmllm.assistant import Answer, Assistant, check_question
+from medmllm.cli.failures import report
+from medmllm.errors import ContextLengthError
 from medmllm.models.generator import SamplingParams
 
 BACKEND_OPT = typer.Option(None, "--backend", "-b", help="hf, llamacpp or openai (default: auto).")
@@ -61,6 +63,7 @@ def ask(
     else:
         console.print()
         _print_sources(console, final)
+        _print_notes(console, final)
         console.print(
             f"[dim]{final.backend} · {final.model} · {final.usage.completion_tokens} tokens · "
             f"{final.latency_s:.1f} s · not a substitute for a clinician[/]"
@@ -101,13 +104,34 @@ def _print_sources(console: Console, final: Answer) -> None:
         console.print(f"  unsupported: {sentence}", style="yellow", markup=False, soft_wrap=True)
 
 
+def _print_notes(console: Console, final: Answer) -> None:
+    """What was left out to fit the context window, and the unsafe-advice warning."""
+    if final.extra.get("passages_dropped"):
+        console.print(
+            f"[dim]note: {final.extra['passages_dropped']} retrieved passage(s) dropped to fit "
+            "the model's context window[/]"
+        )
+    if final.extra.get("history_dropped"):
+        console.print(
+            f"[dim]note: {final.extra['history_dropped']} older message(s) dropped to fit the "
+            "model's context window[/]"
+        )
+    warning = (final.extra.get("advice_check") or {}).get("warning")
+    if warning:
+        console.print(warning, style="bold yellow", markup=False, soft_wrap=True)
+
+
 def chat(
     backend: str | None = BACKEND_OPT,
     model: str | None = MODEL_OPT,
     max_tokens: int = MAX_TOKENS_OPT,
     base_url: str | None = BASE_URL_OPT,
 ) -> None:
-    """Interactive multi-turn chat; type /exit to leave, /reset to forget the conversation."""
+    """Interactive multi-turn chat; type /exit to leave, /reset to forget the conversation.
+
+    When the conversation outgrows the model's context window, the oldest turns are dropped
+    (a note says how many); a single message too long to fit is refused and the chat goes on.
+    """
     SamplingParams(max_tokens=max_tokens)
     from medmllm.models.generator import load_generator
 
@@ -134,10 +158,16 @@ def chat(
             if not command:
                 continue
             console.print("[bold green]assistant> [/]", end="")
-            for item in bot.stream(command, max_tokens=max_tokens):
-                if not isinstance(item, Answer):
-                    console.print(item, end="", soft_wrap=True, markup=False)
-            console.print()
+            try:
+                for item in bot.stream(command, max_tokens=max_tokens):
+                    if isinstance(item, Answer):
+                        console.print()
+                        _print_notes(console, item)
+                    else:
+                        console.print(item, end="", soft_wrap=True, markup=False)
+            except ContextLengthError as exc:  # one too-long message must not end the chat
+                console.print()
+                report(Console(stderr=True, highlight=False), exc.message, exc.hint)
     finally:
         generator.close()
 
