@@ -391,8 +391,11 @@ def judge_cmd(
     )
     target = out or run_dir / "judge.json"
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(target)
+    try:
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     parsed = summary.get("parsed", {})
     err = Console(stderr=True, highlight=False)
     if summary["n"] and not parsed.get("answers"):

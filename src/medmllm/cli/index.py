@@ -29,6 +29,17 @@ def _summary(report) -> str:
     )
 
 
+def _check_numbers(**values: int | None) -> None:
+    """Checked before the corpus is read (a large folder should not be loaded for nothing)."""
+    from medmllm.errors import InvalidRequestError
+
+    for name, value in values.items():
+        low = 0 if name == "chunk_overlap" else 1
+        if value is not None and value < low:
+            flag = "--" + name.replace("_", "-")
+            raise InvalidRequestError(f"{flag} must be >= {low}, got {value}", hint="see --help")
+
+
 FROM_OPT = typer.Option(..., "--from", help="JSONL file or folder of .txt/.md/.pdf.")
 
 
@@ -63,6 +74,7 @@ def build(
     ),
 ) -> None:
     """Index documents into NAME (adds to an existing index unless --rebuild)."""
+    _check_numbers(chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, batch_size=batch_size)
     from medmllm.rag.chunk import ChunkConfig
     from medmllm.rag.corpus import load_corpus
     from medmllm.rag.index import build_index, check_name

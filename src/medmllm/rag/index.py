@@ -165,10 +165,21 @@ def _current(name: str) -> Path:
     """The folder holding the current complete version of ``name`` (symlink resolved once)."""
     root = indexes_root()
     _recover(root, check_name(name))
-    folder = (root / name).resolve()
-    if not folder.is_dir():
-        raise _not_found(name)
-    return folder
+    for _ in range(_RETRIES):
+        folder = (root / name).resolve()
+        if folder.is_dir():
+            return folder
+        if (root / name).resolve() == folder:  # not a version switch in between: missing
+            break
+    raise _not_found(name)
+
+
+_RETRIES = 5
+
+
+def _switched(name: str, folder: Path) -> bool:
+    """Whether ``name`` now points at another version than ``folder`` (a writer finished)."""
+    return (indexes_root() / name).resolve() != folder
 
 
 def read_manifest(name: str, folder: Path | None = None) -> IndexManifest:
@@ -235,7 +246,18 @@ def open_index(name: str, *, embedding_model: str | None = None, verify: bool = 
             was built with raises :class:`IndexMismatchError` (its vectors would be meaningless).
         verify: check file checksums (a few ms per MB).
     """
-    folder = _current(name)  # one version for the whole read, whatever a writer does meanwhile
+    for attempt in range(_RETRIES):
+        folder = _current(name)  # one version for the whole read, whatever a writer does
+        try:
+            return _open_version(name, folder, embedding_model, verify)
+        except (IndexNotFoundError, IndexCorruptError, OSError):
+            # two writes finished while we read: our version was pruned; read the new one
+            if attempt == _RETRIES - 1 or not _switched(name, folder):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _open_version(name: str, folder: Path, embedding_model: str | None, verify: bool) -> Index:
     manifest = read_manifest(name, folder)
     hint = REBUILD_HINT.format(name=name)
     if embedding_model is not None and manifest.embedding_model not in (None, embedding_model):
