@@ -255,6 +255,30 @@ CASES: list[tuple[str, list[str], dict[str, str] | None]] = [
         ["eval", "export-sheet", "{run}", "--task", "nosuch", "-o", "{tmp}/out/s2.csv"],
         None,
     ),
+    (
+        "eval-out-holds-another-run",
+        ["eval", "--task-file", "{task}", "--backend", FAKE, "-o", "{run}"],
+        None,
+    ),
+    (
+        "export-two-systems-same-name",
+        [
+            "eval",
+            "export-sheet",
+            "{run}",
+            "{run_twin}",
+            "--task",
+            "synth",
+            "-o",
+            "{tmp}/out/s3.csv",
+        ],
+        None,
+    ),
+    (
+        "export-sheet-exists",
+        ["eval", "export-sheet", "{run}", "--task", "synth", "-o", "{sheet}"],
+        None,
+    ),
     ("import-key-not-json", ["eval", "import-sheets", "{sheet}", "--key", "{notjson}"], None),
     ("import-key-wrong-shape", ["eval", "import-sheets", "{sheet}", "--key", "{empty_obj}"], None),
     ("import-key-missing", ["eval", "import-sheets", "{sheet}", "--key", "{tmp}/nope.json"], None),
@@ -334,6 +358,9 @@ def _write_fixtures(tmp: Path) -> dict[str, str]:
         p[name] = tmp / name
         p[name].mkdir()
         (p[name] / "results.json").write_text(content)
+    p["run_twin"] = tmp / "twin" / "run"
+    p["run_twin"].mkdir(parents=True)
+    (p["run_twin"] / "results.json").write_text(json.dumps(results))
     p["key"] = tmp / "study.key.json"
     key = {"s1": {"system": "run", "item_id": "q0"}}
     p["key"].write_text(json.dumps({"task": "synth", "seed": 0, "key": key}))
