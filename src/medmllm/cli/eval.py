@@ -431,12 +431,13 @@ def export_sheet_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing sheet/key."),
 ) -> None:
     """Write a blinded human-annotation sheet (+ a separate key file)."""
-    from medmllm.eval.human import export_sheet
+    from medmllm.eval.human import check_sheet_targets, export_sheet
     from medmllm.eval.judge import judge_questions
     from medmllm.eval.report import load_results
     from medmllm.eval.task import load_task
 
     _check_numbers(limit=limit)
+    check_sheet_targets(out, overwrite=overwrite)
     names = [d.name for d in run_dirs]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:

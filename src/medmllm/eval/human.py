@@ -55,14 +55,7 @@ def export_sheet(
         overwrite: replace an existing sheet or key (else :class:`OutputExistsError`: a second
             export would orphan the sheets already handed to raters).
     """
-    path = Path(path)
-    key_path = path.with_name(path.stem + ".key.json")
-    for existing in (path, key_path):
-        if existing.exists() and not overwrite:
-            raise OutputExistsError(
-                f"{existing} already exists (sheets already given to raters need their key)",
-                hint="choose another --out, or add --overwrite to replace sheet and key",
-            )
+    path, key_path = check_sheet_targets(path, overwrite=overwrite)
     rows, key = [], {}
     for system, results in runs.items():
         items = [r for r in results["tasks"][task]["items"] if r.get("output")][:limit]
@@ -90,6 +83,19 @@ def export_sheet(
             writer.writeheader()
             writer.writerows(rows)
     key_path.write_text(json.dumps({"task": task, "seed": seed, "key": key}, indent=1))
+    return path, key_path
+
+
+def check_sheet_targets(path: str | Path, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """The sheet and key paths; an existing one is refused unless ``overwrite``."""
+    path = Path(path)
+    key_path = path.with_name(path.stem + ".key.json")
+    for existing in (path, key_path):
+        if existing.exists() and not overwrite:
+            raise OutputExistsError(
+                f"{existing} already exists (sheets already given to raters need their key)",
+                hint="choose another --out, or add --overwrite to replace sheet and key",
+            )
     return path, key_path
 
 
