@@ -1,7 +1,8 @@
 """Fitting a prompt into a model's context window: trim chat history, pack RAG passages.
 
-Counting happens before the model is called (:meth:`BaseGenerator.check_context` refuses what
-cannot fit with the limit in the message); these helpers decide *what* to leave out first:
+Counting happens before the model is called (:meth:`BaseGenerator.check_context` refuses a
+prompt that leaves no room, with the limit in the message); these helpers decide *what* to leave
+out first so that the prompt *and* ``max_tokens`` of reply fit:
 
 * ``medmllm chat`` drops the **oldest** user/assistant turn pairs until the conversation fits
   (the system prompt and the new question always stay); the answer says how many were dropped;

@@ -225,7 +225,9 @@ class BaseGenerator(abc.ABC):
     ) -> Iterator[StreamChunk]:
         msgs = self._check_messages(messages, images)
         params = self._params(sampling)
-        self.check_context(msgs, params.max_tokens)  # refuse before the engine overflows
+        # refuse a prompt with no room left before the engine overflows; a reply longer than the
+        # room left is cut by the engine (finish_reason "length"), as before
+        self.check_context(msgs, 1)
         return self._stream(msgs, images, params)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
@@ -254,7 +256,7 @@ class BaseGenerator(abc.ABC):
         used = self.count_tokens(messages)
         if used is not None and used + max_tokens > window:
             raise ContextLengthError(
-                f"the prompt takes {used} tokens and the reply may take {max_tokens}, but "
+                f"the prompt takes {used} tokens (+{max_tokens} reserved for the reply), but "
                 f"{self.model_id!r} has a context window of {window} tokens",
                 hint="shorten the question, pass fewer passages (-k) or a smaller --max-tokens, "
                 "or use a model with a larger context window",
