@@ -99,3 +99,20 @@ def test_chat_cli_survives_a_message_too_long_and_keeps_going(isolated_home: Pat
     assert result.stdout.count("Drink water and rest.") == 2
     assert sum(line.startswith("error:") for line in result.stderr.splitlines()) == 1
     assert "context window of 120 tokens" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_hf_backend_counts_tokens_and_refuses_before_generating() -> None:
+    """The embedded model through transformers: its window, its chat-template token count."""
+    from medmllm.models.generator import load_generator
+
+    gen = load_generator("hf")
+    try:
+        window = gen.context_window()
+        assert window is not None and window >= 2048
+        short = gen.count_tokens([{"role": "user", "content": "What is HbA1c?"}])
+        assert short is not None and 5 < short < 60
+        with pytest.raises(ContextLengthError, match=f"context window of {window} tokens"):
+            gen.chat([{"role": "user", "content": "cough " * (window + 10)}], max_tokens=8)
+    finally:
+        gen.close()
