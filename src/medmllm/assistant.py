@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from medmllm.answers import Answer, check_question
+from medmllm.models.context import pack, trim_history
 from medmllm.models.generator import Generator, Message, SamplingParams, Usage, load_generator
 from medmllm.prompts.rag import RAG_SYSTEM_PROMPT, build_rag_messages
 from medmllm.prompts.system import MEDICAL_SYSTEM_PROMPT, build_messages
 from medmllm.rag.citations import grounded_extra, retrieve
 from medmllm.rag.retriever import Hit, Retriever
+from medmllm.safety.advice import check_advice
 
 __all__ = ["Answer", "Assistant", "check_question"]
 
@@ -74,11 +76,21 @@ class Assistant:
         SamplingParams(max_tokens=max_tokens, temperature=temperature)  # validate before loading
         start = time.perf_counter()
         hits: list[Hit] = []
+        fitted: dict[str, int] = {}  # what was left out to fit the context window (counts)
         if self.retriever is not None:
             hits = retrieve(self.retriever, question, self.k)
-            passages = [(h.chunk.title, h.chunk.text) for h in hits]
-            messages = build_rag_messages(question, passages, self.history, self.system_prompt)
+
+            def build(kept: list[Any]) -> list[Message]:
+                passages = [(h.chunk.title, h.chunk.text) for h in kept]
+                return build_rag_messages(question, passages, self.history, self.system_prompt)
+
+            fitted["history_dropped"] = self._trim(lambda _: build([]), max_tokens)
+            hits, fitted["passages_dropped"] = pack(self.generator, hits, build, max_tokens)
+            messages = build(hits)
         else:
+            fitted["history_dropped"] = self._trim(
+                lambda h: build_messages(question, h, self.system_prompt), max_tokens
+            )
             messages = build_messages(question, self.history, self.system_prompt)
         ttft = None
         parts: list[str] = []
@@ -101,6 +113,8 @@ class Assistant:
         extra: dict[str, Any] = {}
         if self.retriever is not None:
             extra = grounded_extra(text, hits)
+        extra.update({k: v for k, v in fitted.items() if v})
+        extra["advice_check"] = check_advice(text).to_dict()
         yield Answer(
             question=question,
             answer=text,
@@ -112,6 +126,10 @@ class Assistant:
             finish_reason=finish,
             extra=extra,
         )
+
+    def _trim(self, build: Any, max_tokens: int) -> int:
+        """Drop the oldest turns (chat) until the prompt fits; a lone question is checked later."""
+        return trim_history(self.generator, self.history, build, max_tokens)
 
     def ask(self, question: str, **kwargs: Any) -> Answer:
         """Answer one question (see :meth:`stream` for the options)."""

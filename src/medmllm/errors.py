@@ -90,6 +90,23 @@ class IndexMismatchError(MedMLLMError):
 # -- spine (packaging) ------------------------------------------------------------------------
 class InstallError(MedMLLMError):
     """An install step run on the user's behalf (``medmllm models install-default``) failed."""
+
+
 # --- spine-perf (issue 11: GPU and scale options) ---------------------------------------------
 class DeviceUnavailableError(MedMLLMError):
     """A device (cuda, mps, a GPU build of llama.cpp) was requested but is not available."""
+
+
+# --- robust (issue 13) ---------------------------------------------------------------------------
+
+
+class ContextLengthError(InvalidRequestError):
+    """A prompt (question, history, passages) does not fit the model's context window."""
+
+
+class IndexLockedError(MedMLLMError):
+    """Another process is writing the same index (its pid is in the message)."""
+
+
+class OutputExistsError(MedMLLMError, FileExistsError):
+    """An output file or folder already holds something else; ``--overwrite`` replaces it."""

@@ -13,6 +13,18 @@ from typing import Any
 from medmllm.errors import DataFormatError
 
 
+def _lines(fh: Any, path: Path) -> Iterator[tuple[int, str]]:
+    lineno = 0
+    try:
+        for lineno, line in enumerate(fh, start=1):
+            yield lineno, line
+    except UnicodeDecodeError:
+        raise DataFormatError(
+            f"{path}: not UTF-8 text after line {lineno} (a binary file?)",
+            hint="pass a UTF-8 .jsonl text file",
+        ) from None
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` for each non-blank line of ``path``.
 
@@ -20,7 +32,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         DataFormatError: a line is not valid JSON or not a JSON object (names ``file:line``).
     """
     with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+        for lineno, line in _lines(fh, path):
             if not line.strip():
                 continue
             try:

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from medmllm.assistant import Answer, Assistant, check_question
+from medmllm.cli.failures import report
 from medmllm.cli.options import (
     DEVICE_OPT,
     DTYPE_OPT,
@@ -15,6 +16,7 @@ from medmllm.cli.options import (
     TIMEOUT_OPT,
     generator_options,
 )
+from medmllm.errors import ContextLengthError
 from medmllm.models.generator import SamplingParams
 
 BACKEND_OPT = typer.Option(None, "--backend", "-b", help="hf, llamacpp or openai (default: auto).")
@@ -71,6 +73,7 @@ def ask(
     else:
         console.print()
         _print_sources(console, final)
+        _print_notes(console, final)
         console.print(
             f"[dim]{final.backend} · {final.model} · {final.usage.completion_tokens} tokens · "
             f"{final.latency_s:.1f} s · not a substitute for a clinician[/]"
@@ -111,6 +114,23 @@ def _print_sources(console: Console, final: Answer) -> None:
         console.print(f"  unsupported: {sentence}", style="yellow", markup=False, soft_wrap=True)
 
 
+def _print_notes(console: Console, final: Answer) -> None:
+    """What was left out to fit the context window, and the unsafe-advice warning."""
+    if final.extra.get("passages_dropped"):
+        console.print(
+            f"[dim]note: {final.extra['passages_dropped']} retrieved passage(s) dropped to fit "
+            "the model's context window[/]"
+        )
+    if final.extra.get("history_dropped"):
+        console.print(
+            f"[dim]note: {final.extra['history_dropped']} older message(s) dropped to fit the "
+            "model's context window[/]"
+        )
+    warning = (final.extra.get("advice_check") or {}).get("warning")
+    if warning:
+        console.print(warning, style="bold yellow", markup=False, soft_wrap=True)
+
+
 def chat(
     backend: str | None = BACKEND_OPT,
     model: str | None = MODEL_OPT,
@@ -121,7 +141,11 @@ def chat(
     model_arg: list[str] = MODEL_ARG_OPT,
     timeout: float | None = TIMEOUT_OPT,
 ) -> None:
-    """Interactive multi-turn chat; type /exit to leave, /reset to forget the conversation."""
+    """Interactive multi-turn chat; type /exit to leave, /reset to forget the conversation.
+
+    When the conversation outgrows the model's context window, the oldest turns are dropped
+    (a note says how many); a single message too long to fit is refused and the chat goes on.
+    """
     SamplingParams(max_tokens=max_tokens)
     options = generator_options(
         base_url=base_url, device=device, dtype=dtype, model_args=model_arg, timeout=timeout
@@ -151,10 +175,16 @@ def chat(
             if not command:
                 continue
             console.print("[bold green]assistant> [/]", end="")
-            for item in bot.stream(command, max_tokens=max_tokens):
-                if not isinstance(item, Answer):
-                    console.print(item, end="", soft_wrap=True, markup=False)
-            console.print()
+            try:
+                for item in bot.stream(command, max_tokens=max_tokens):
+                    if isinstance(item, Answer):
+                        console.print()
+                        _print_notes(console, item)
+                    else:
+                        console.print(item, end="", soft_wrap=True, markup=False)
+            except ContextLengthError as exc:  # one too-long message must not end the chat
+                console.print()
+                report(Console(stderr=True, highlight=False), exc.message, exc.hint)
     finally:
         generator.close()
 

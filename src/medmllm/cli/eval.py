@@ -32,13 +32,63 @@ eval_app = typer.Typer(
 
 
 def _load_backend(backend: str | None) -> str | None:
-    """``module:Class`` registers a plugin backend on the fly (also used by tests)."""
-    if backend and ":" in backend:
-        from medmllm.models.generator import BACKENDS
+    """``module:Class`` registers a plugin backend on the fly (also used by tests).
 
+    The class is imported and checked here, before any work: a missing module or attribute, or
+    an object that is not a Generator class, is a user error with the fix.
+    """
+    if backend and ":" in backend:
+        import importlib
+
+        from medmllm.errors import ConfigError
+        from medmllm.models.generator import BACKENDS, BaseGenerator
+
+        module, _, attr = backend.partition(":")
+        hint = "pass --backend package.module:GeneratorClass (a BaseGenerator subclass)"
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            raise ConfigError(
+                f"--backend {backend!r}: cannot import {module!r} ({exc})", hint=hint
+            ) from None
+        except AttributeError:
+            raise ConfigError(
+                f"--backend {backend!r}: {module!r} has no {attr!r}", hint=hint
+            ) from None
+        if not (isinstance(obj, type) and issubclass(obj, BaseGenerator)):
+            raise ConfigError(f"--backend {backend!r} is not a Generator class", hint=hint)
         if backend not in BACKENDS:
-            BACKENDS.register_lazy(backend, backend)
+            BACKENDS.register(backend, obj)
     return backend
+
+
+def _check_numbers(**values: int | None) -> None:
+    """Numeric options are checked before any work (a negative seed once failed at the end)."""
+    minimum = {"limit": 1, "max_tokens": 1, "rag_k": 1, "fewshot": 0, "seed": 0}
+    for name, value in values.items():
+        if value is not None and value < minimum[name]:
+            flag = "--" + name.replace("_", "-")
+            raise InvalidRequestError(
+                f"{flag} must be >= {minimum[name]}, got {value}",
+                hint=f"pass {flag} {max(minimum[name], 1)} or more",
+            )
+
+
+def _check_task_files(paths: list[Path]) -> list:
+    """Load --task-file tasks; a file named like a built-in task would silently replace it."""
+    from medmllm.eval.task import TASKS, Task
+
+    loaded = []
+    for path in paths:
+        task = Task.from_file(path)
+        if task.name in TASKS:
+            raise InvalidRequestError(
+                f"task file {path} is named {task.name!r}, like the built-in task",
+                hint=f"rename it in the file (name: my-{task.name}); run the built-in one with "
+                f"--tasks {task.name}",
+            )
+        loaded.append(task)
+    return loaded
 
 
 @eval_app.callback()
@@ -94,6 +144,9 @@ def run(
     model_arg: list[str] = MODEL_ARG_OPT,
     timeout: float | None = TIMEOUT_OPT,
     concurrency: int | None = CONCURRENCY_OPT,
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an --out folder that holds a different run."
+    ),
 ) -> None:
     """Run tasks: `medmllm eval --tasks medmcqa --limit 100`."""
     if ctx.invoked_subcommand is not None:
@@ -114,7 +167,9 @@ def run(
         raise InvalidRequestError(
             "no task given", hint="pass --tasks medmcqa,pubmedqa (see `medmllm eval list`)"
         )
-    loaded: list[Task] = [load_task(n) for n in names] + [Task.from_file(f) for f in task_file]
+    _check_numbers(limit=limit, max_tokens=max_tokens, rag_k=rag_k, fewshot=fewshot, seed=seed)
+    loaded: list[Task] = [load_task(n) for n in names] + _check_task_files(task_file)
+    backend = _load_backend(backend)
     if data is not None:
         if len(loaded) != 1:
             raise InvalidRequestError(
@@ -150,6 +205,10 @@ def run(
     generator = load_generator(_load_backend(backend), model, purpose=purpose, **gen_options)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = out or default_run_dir(f"{stamp}-{'-'.join(t.name for t in loaded)}")
+    if out_dir.exists() and not out_dir.is_dir():
+        from medmllm.errors import OutputExistsError
+
+        raise OutputExistsError(f"--out {out_dir} is a file", hint="pass a folder to --out")
     console = Console(stderr=True, highlight=False)
     started = time.perf_counter()
     try:
@@ -163,6 +222,7 @@ def run(
             retriever,
             console,
             quiet,
+            overwrite,
         )
     finally:
         generator.close()
@@ -175,7 +235,7 @@ def run(
 
 
 def _run_with_progress(
-    run_eval, tasks, generator, options, out_dir, cache, retriever, console, quiet
+    run_eval, tasks, generator, options, out_dir, cache, retriever, console, quiet, overwrite
 ):
     from rich.progress import (
         BarColumn,
@@ -189,7 +249,13 @@ def _run_with_progress(
 
     if quiet:
         return run_eval(
-            tasks, generator, options, out_dir=out_dir, cache_path=cache, retriever=retriever
+            tasks,
+            generator,
+            options,
+            out_dir=out_dir,
+            cache_path=cache,
+            retriever=retriever,
+            overwrite=overwrite,
         )
     bars: dict[str, TaskID] = {}
     with Progress(
@@ -215,6 +281,7 @@ def _run_with_progress(
             cache_path=cache,
             retriever=retriever,
             progress=update,
+            overwrite=overwrite,
         )
 
 
@@ -295,8 +362,12 @@ def report_cmd(
     """Re-render report.html (several folders: side by side, e.g. RAG vs no RAG)."""
     from medmllm.eval.report import load_results, write_report
 
-    data = [load_results(r) for r in runs]
     target = out or (runs[0] if runs[0].is_dir() else runs[0].parent) / "report.html"
+    if target.is_dir():
+        from medmllm.errors import OutputExistsError
+
+        raise OutputExistsError(f"--out {target} is a folder", hint="pass an .html file path")
+    data = [load_results(r) for r in runs]
     write_report(data, target)
     Console(highlight=False).print(f"wrote {target}")
 
@@ -325,6 +396,7 @@ def judge_cmd(
     from medmllm.eval.task import load_task
     from medmllm.models.generator import load_generator
 
+    _check_numbers(limit=limit)
     results = load_results(run_dir)
     if task not in results["tasks"]:
         raise InvalidRequestError(
@@ -349,7 +421,27 @@ def judge_cmd(
         judge={"backend": generator.backend, "model": generator.model_id},
     )
     target = out or run_dir / "judge.json"
-    target.write_text(json.dumps(summary, indent=2))
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    parsed = summary.get("parsed", {})
+    err = Console(stderr=True, highlight=False)
+    if summary["n"] and not parsed.get("answers"):
+        from medmllm.errors import DataFormatError
+
+        raise DataFormatError(
+            f"the judge's output could not be parsed for any of {summary['n']} answers "
+            f"(details in {target})",
+            hint="use a stronger judge model (--model) that follows the rubric format",
+        )
+    if parsed.get("unparsed"):
+        err.print(
+            f"[yellow]warning:[/] {parsed['unparsed']} of {summary['n']} answers got no "
+            "parsable score from the judge (left out of the means)"
+        )
     table = Table("criterion", "mean [95% CI]", "n")
     for c, v in summary["criteria"].items():
         ci = v["ci"]
@@ -367,17 +459,39 @@ def export_sheet_cmd(
     out: Path = typer.Option(Path("sheet.csv"), "--out", "-o", help=".csv or .jsonl sheet."),  # noqa: B008
     limit: int | None = typer.Option(None, "--limit", help="First N answers per system."),
     seed: int = typer.Option(0, "--seed", help="Row shuffle seed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing sheet/key."),
 ) -> None:
     """Write a blinded human-annotation sheet (+ a separate key file)."""
-    from medmllm.eval.human import export_sheet
+    from medmllm.eval.human import check_sheet_targets, export_sheet
     from medmllm.eval.judge import judge_questions
     from medmllm.eval.report import load_results
     from medmllm.eval.task import load_task
 
+    _check_numbers(limit=limit)
+    check_sheet_targets(out, overwrite=overwrite)
+    names = [d.name for d in run_dirs]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise InvalidRequestError(
+            f"two run folders share the system name {clash[0]!r} (the folder name)",
+            hint="copy or rename one folder so that every system has its own name",
+        )
     runs = {d.name: load_results(d) for d in run_dirs}
+    missing = [name for name, res in runs.items() if task not in res["tasks"]]
+    if missing:
+        raise InvalidRequestError(
+            f"run(s) {', '.join(missing)} have no task {task!r}",
+            hint="pass --task with a task every run evaluated",
+        )
     ids = [r["id"] for res in runs.values() for r in res["tasks"].get(task, {}).get("items", [])]
     sheet, key = export_sheet(
-        runs, judge_questions(load_task(task), ids), out, task=task, seed=seed, limit=limit
+        runs,
+        judge_questions(load_task(task), ids),
+        out,
+        task=task,
+        seed=seed,
+        limit=limit,
+        overwrite=overwrite,
     )
     Console(highlight=False).print(f"wrote {sheet} (give to raters) and {key} (keep private)")
 
@@ -392,20 +506,28 @@ def import_sheets_cmd(
     """Inter-rater (Cohen, Fleiss) and judge–human agreement from filled sheets."""
     import json
 
-    from medmllm.errors import DataNotFoundError
-    from medmllm.eval.human import agreement, import_sheets
+    from medmllm.errors import DataFormatError
+    from medmllm.eval.human import agreement, check_against_key, import_sheets, read_key
 
-    if not key.is_file():
-        raise DataNotFoundError(f"key file not found: {key}", hint="pass the *.key.json")
-    mapping = json.loads(key.read_text())["key"]
+    mapping = read_key(key)
     judged: dict[str, dict] = {}
     for path in judge:
-        data = json.loads(path.read_text())
-        by_item = {row["id"]: row for row in data["items"]}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            by_item = {row["id"]: row for row in data["items"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataFormatError(
+                f"{path} is not a judge.json ({type(exc).__name__}: {exc})",
+                hint="pass the judge.json written by `medmllm eval judge`",
+            ) from None
         for sheet_id, where in mapping.items():
             if where["system"] == data.get("system") and where["item_id"] in by_item:
                 judged[sheet_id] = by_item[where["item_id"]]
-    stats = agreement(import_sheets(sheets), judged or None)
+    ratings = import_sheets(sheets)
+    err = Console(stderr=True, highlight=False)
+    for warning in check_against_key(ratings, mapping):
+        err.print(f"[yellow]warning:[/] {warning}")
+    stats = agreement(ratings, judged or None)
     out.write_text(json.dumps(stats, indent=2))
     table = Table("criterion", "Fleiss kappa", "Cohen kappa (pairs)", "judge-human kappa")
     for c, v in stats["criteria"].items():

@@ -30,6 +30,17 @@ def _summary(report) -> str:
     )
 
 
+def _check_numbers(**values: int | None) -> None:
+    """Checked before the corpus is read (a large folder should not be loaded for nothing)."""
+    from medmllm.errors import InvalidRequestError
+
+    for name, value in values.items():
+        low = 0 if name == "chunk_overlap" else 1
+        if value is not None and value < low:
+            flag = "--" + name.replace("_", "-")
+            raise InvalidRequestError(f"{flag} must be >= {low}, got {value}", hint="see --help")
+
+
 FROM_OPT = typer.Option(..., "--from", help="JSONL file or folder of .txt/.md/.pdf.")
 
 
@@ -59,8 +70,12 @@ def build(
     chunk_overlap: int | None = typer.Option(None, "--chunk-overlap", help="Overlap in words."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Embedding batch size."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    wait: float = typer.Option(
+        600.0, "--wait", help="Seconds to wait while another process writes NAME (then exit 2)."
+    ),
 ) -> None:
     """Index documents into NAME (adds to an existing index unless --rebuild)."""
+    _check_numbers(chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, batch_size=batch_size)
     from medmllm.rag.chunk import ChunkConfig
     from medmllm.rag.corpus import load_corpus
     from medmllm.rag.index import build_index, check_name
@@ -77,7 +92,7 @@ def build(
         }
     docs, load_report = load_corpus(source, fmt, **options)
     for path, reason in load_report.skipped[:10]:
-        err.print(f"[yellow]skipped[/] {path}: {reason}", soft_wrap=True)
+        err.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(reason)}", soft_wrap=True)
     if load_report.skipped:
         err.print(f"[yellow]skipped {len(load_report.skipped)} file(s)/row(s) in total[/]")
     retriever_options = {
@@ -115,9 +130,24 @@ def build(
         rebuild=rebuild,
         sources=[str(Path(source).resolve())],
         progress=not quiet,
+        lock_timeout=wait,
+        on_wait=lambda pid: err.print(
+            f"index {name!r} is being written by another process (pid {pid}); waiting up to "
+            f"{wait:.0f} s…"
+        ),
     )
     report.skipped = load_report.skipped
     console.print(_summary(report), soft_wrap=True)
+    if report.ids_disambiguated:
+        err.print(
+            f"[yellow]warning:[/] {report.ids_disambiguated} document(s) have the same relative "
+            "path as one from another folder; both kept (the new one's id ends in @<hash>)"
+        )
+    if report.docs_updated:
+        err.print(
+            f"[yellow]warning:[/] {report.docs_updated} document(s) already in {name!r} with the "
+            "same id were replaced by the new version"
+        )
 
 
 @index_app.command("starter")
@@ -209,7 +239,7 @@ def search(
 
 
 @index_app.command("rm")
-def rm(name: str = typer.Argument(..., help="Index name.")) -> None:
+def rm(name: str = typer.Argument(..., help="Index name.")) -> None:  # waits for a writer
     """Delete an index."""
     from medmllm.rag.index import remove_index
 

@@ -7,10 +7,8 @@ import sys
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from medmllm import __version__
-from medmllm.errors import MedMLLMError
 
 app = typer.Typer(
     name="medmllm",
@@ -32,6 +30,9 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks (also MEDMLLM_DEBUG=1); allowed anywhere."
     ),
 ) -> None:
     """medmllm: medical LLM toolkit."""
@@ -65,32 +66,15 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors print ``error: …`` and exit 2 without a traceback."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        app(args=argv, standalone_mode=False)
-    except MedMLLMError as exc:
-        # escape(): messages quote user input and pip extras like medmllm[edge], not markup.
-        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
-        if exc.hint:
-            err_console.print(f"  fix: {escape(exc.hint)}", soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        return 130
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        err_console.print("aborted")
-        return 1
-    except Exception as exc:  # click usage errors
-        import click
+    """Run the CLI: every user-caused failure prints ``error: …`` / ``fix: …`` and returns 2.
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return 0
+    Interruptions (Ctrl-C) print one line and return 130. ``--debug`` anywhere on the command
+    line (or ``MEDMLLM_DEBUG=1``) adds the traceback; see :mod:`medmllm.cli.failures`.
+    """
+    from medmllm.cli.failures import run_guarded
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return run_guarded(app, list(sys.argv[1:] if argv is None else argv), err_console)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from medmllm.errors import DataFormatError, DataNotFoundError
+from medmllm.errors import DataFormatError, DataNotFoundError, OutputExistsError
 from medmllm.eval.judge import CRITERIA, SCALE
 from medmllm.jsonl import iter_jsonl
 
@@ -44,6 +44,7 @@ def export_sheet(
     task: str,
     seed: int = 0,
     limit: int | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, Path]:
     """Write a blinded sheet (``.csv`` or ``.jsonl``) and its key file (``<sheet>.key.json``).
 
@@ -54,7 +55,10 @@ def export_sheet(
         task: the task whose answers are rated.
         seed: shuffles the rows (same seed, same sheet).
         limit: rate only the first N items of each system.
+        overwrite: replace an existing sheet or key (else :class:`OutputExistsError`: a second
+            export would orphan the sheets already handed to raters).
     """
+    path, key_path = check_sheet_targets(path, overwrite=overwrite)
     rows, key = [], {}
     for system, results in runs.items():
         items = [r for r in results["tasks"][task]["items"] if r.get("output")][:limit]
@@ -73,7 +77,6 @@ def export_sheet(
             )
             key[sheet_id] = {"system": system, "item_id": row["id"]}
     random.Random(seed).shuffle(rows)
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".jsonl":
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -82,8 +85,20 @@ def export_sheet(
             writer = csv.DictWriter(fh, fieldnames=SHEET_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-    key_path = path.with_name(path.stem + ".key.json")
     key_path.write_text(json.dumps({"task": task, "seed": seed, "key": key}, indent=1))
+    return path, key_path
+
+
+def check_sheet_targets(path: str | Path, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """The sheet and key paths; an existing one is refused unless ``overwrite``."""
+    path = Path(path)
+    key_path = path.with_name(path.stem + ".key.json")
+    for existing in (path, key_path):
+        if existing.exists() and not overwrite:
+            raise OutputExistsError(
+                f"{existing} already exists (sheets already given to raters need their key)",
+                hint="choose another --out, or add --overwrite to replace sheet and key",
+            )
     return path, key_path
 
 
@@ -106,9 +121,15 @@ def _read_sheet(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def import_sheets(paths: Sequence[str | Path]) -> dict[str, dict[str, dict[str, int]]]:
     """Filled sheets → rater → sheet_id → criterion → score (blank cells are skipped)."""
     ratings: dict[str, dict[str, dict[str, int]]] = {}
+    stems = [Path(p).stem for p in paths]
     for raw in paths:
         path = Path(raw)
-        rater = path.stem
+        # r1/study.csv and r2/study.csv are two raters, not one: qualify repeated names
+        rater = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}/{path.stem}"
+        if rater in ratings:
+            raise DataFormatError(
+                f"sheet {path} is given twice (rater {rater!r})", hint="pass each sheet once"
+            )
         ratings[rater] = {}
         for n, row in _read_sheet(path):
             scores = {}
@@ -130,6 +151,56 @@ def import_sheets(paths: Sequence[str | Path]) -> dict[str, dict[str, dict[str, 
             if scores:
                 ratings[rater][str(row["sheet_id"])] = scores
     return ratings
+
+
+def check_against_key(
+    ratings: dict[str, dict[str, dict[str, int]]], key: dict[str, Any]
+) -> list[str]:
+    """Warnings (with counts) for blank sheets and sheet ids the key does not know.
+
+    Raises:
+        DataFormatError: no rating at all, or none of the rated ids is in the key (a key from
+            another export).
+    """
+    warnings_out = []
+    blank = [rater for rater, rows in ratings.items() if not rows]
+    if blank:
+        warnings_out.append(f"{len(blank)} sheet(s) hold no score: {', '.join(blank)}")
+    rated = {sheet_id for rows in ratings.values() for sheet_id in rows}
+    if not rated:
+        raise DataFormatError(
+            "the sheets hold no score at all", hint="fill the criteria columns with 1-5"
+        )
+    unknown = rated - set(key)
+    if unknown == rated:
+        raise DataFormatError(
+            f"none of the {len(rated)} rated sheet ids is in the key file (a key from "
+            "another export?)",
+            hint="pass the .key.json written with these sheets",
+        )
+    if unknown:
+        warnings_out.append(f"{len(unknown)} rated sheet id(s) not in the key were ignored")
+        for rows in ratings.values():
+            for sheet_id in unknown & set(rows):
+                del rows[sheet_id]
+    return warnings_out
+
+
+def read_key(path: Path) -> dict[str, dict[str, str]]:
+    """The ``key`` mapping of a ``.key.json`` (sheet id → system and item id), validated."""
+    if not path.is_file():
+        raise DataNotFoundError(f"key file not found: {path}", hint="pass the *.key.json")
+    hint = "pass the .key.json written by `medmllm eval export-sheet`"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"key file {path} is not valid JSON ({exc})", hint=hint) from None
+    key = data.get("key") if isinstance(data, dict) else None
+    if not isinstance(key, dict) or not all(
+        isinstance(v, dict) and {"system", "item_id"} <= set(v) for v in key.values()
+    ):
+        raise DataFormatError(f"{path} is not a sheet key file (no valid 'key' map)", hint=hint)
+    return key
 
 
 def _num(value: float) -> float | None:

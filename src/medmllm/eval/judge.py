@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from medmllm.errors import InvalidRequestError
 from medmllm.eval.metrics import bootstrap_ci
 from medmllm.models.generator import Generator
 
@@ -191,7 +192,9 @@ def judge_run(
         Mean score per criterion with bootstrap CIs, the mean position gap and per-item scores.
     """
     rows = [r for r in results["tasks"][task]["items"] if r.get("output")]
-    rows = rows[:limit] if limit else rows
+    if limit is not None and limit < 1:
+        raise InvalidRequestError(f"--limit must be >= 1, got {limit}", hint="pass --limit 20")
+    rows = rows[:limit] if limit is not None else rows
     scored = []
     for row in rows:
         q = questions[row["id"]]
@@ -206,6 +209,9 @@ def judge_run(
             )
         )
     summary: dict[str, Any] = {"n": len(scored), "criteria": {}}
+    answered = sum(any(v is not None for v in s.scores.values()) for s in scored)
+    # a judge that never follows the format gives all-null scores: count it, never hide it
+    summary["parsed"] = {"answers": answered, "unparsed": len(scored) - answered}
     for c in CRITERIA:
         values = [v for s in scored if (v := s.scores[c]) is not None]
         summary["criteria"][c] = {

@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 
-from medmllm.errors import DataFormatError, DataNotFoundError
+from medmllm.errors import DataFormatError, DataNotFoundError, OutputExistsError
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>medmllm eval report</title>
@@ -348,9 +348,15 @@ def write_report(results: dict[str, Any] | Sequence[dict[str, Any]], path: Path)
     runs = [results] if isinstance(results, dict) else list(results)
     page = render_report(runs)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a folder", hint="pass an .html file to --out")
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half-written .tmp behind (disk full…)
+        raise
     return path
 
 
@@ -369,4 +375,22 @@ def load_results(folder: str | Path) -> dict[str, Any]:
         raise DataFormatError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if not isinstance(data, dict) or "tasks" not in data:
         raise DataFormatError(f"{path} is not a medmllm results file (no 'tasks' key)")
+    check_results_shape(data, path)
     return data
+
+
+def check_results_shape(data: dict[str, Any], path: Path) -> None:
+    """The keys the report, judge and sheets read; a wrong shape is named, not a crash later."""
+    hint = "pass the results.json written by `medmllm eval` (or rerun the evaluation)"
+    problems = [
+        f"'{key}' must be an object"
+        for key in ("model", "config", "environment", "tasks")
+        if not isinstance(data.get(key), dict)
+    ]
+    for name, section in (data.get("tasks") or {}).items():
+        if not isinstance(section, dict) or not isinstance(section.get("items"), list):
+            problems.append(f"tasks.{name} must be an object with an 'items' list")
+        elif not all(isinstance(r, dict) and "id" in r for r in section["items"]):
+            problems.append(f"tasks.{name}.items must be objects with an 'id'")
+    if problems:
+        raise DataFormatError(f"{path} is not a medmllm results file: {problems[0]}", hint=hint)

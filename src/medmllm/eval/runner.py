@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from medmllm.errors import InvalidRequestError, UnsupportedInputError
+from medmllm.errors import InvalidRequestError, OutputExistsError, UnsupportedInputError
 from medmllm.eval import metrics as M
 from medmllm.eval.cache import CachedGenerator, CallCache
 from medmllm.eval.calibration import calibration_report, softmax
@@ -49,7 +49,7 @@ from medmllm.eval.prompting import (
 )
 from medmllm.eval.task import Item, Task, load_task
 from medmllm.models.generator import Generator, LoglikelihoodRequest
-from medmllm.provenance import environment
+from medmllm.provenance import config_hash, environment
 from medmllm.rag.retriever import Retriever
 
 Mode = Literal["mc", "gen", "cot"]
@@ -111,6 +111,14 @@ class EvalOptions:
             raise InvalidRequestError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.concurrency < 1:
             raise InvalidRequestError(f"--concurrency must be >= 1, got {self.concurrency}")
+        for flag, value, low in (
+            ("--fewshot", self.fewshot, 0),
+            ("--seed", self.seed, 0),
+            ("--max-tokens", self.max_tokens, 1),
+            ("--rag-k", self.rag_k, 1),
+        ):
+            if value is not None and value < low:
+                raise InvalidRequestError(f"{flag} must be >= {low}, got {value}")
 
 
 class Evaluator:
@@ -368,6 +376,7 @@ def run_task(evaluator: Evaluator, task: Task, options: EvalOptions) -> dict[str
     if options.include_context is not None:
         task.include_context = options.include_context
     items, exemplars, load = task.load_items(limit=options.limit)
+    _check_loaded(task, items, exemplars, load.n_rows)
     calls_before = evaluator.model.model_calls
     started = time.perf_counter()
     preds = evaluator.predict(task, items, exemplars)
@@ -404,6 +413,25 @@ def run_task(evaluator: Evaluator, task: Task, options: EvalOptions) -> dict[str
     return result
 
 
+def _check_loaded(task: Task, items: list[Item], exemplars: list[Item], n_rows: int) -> None:
+    """No items, or fewer exemplars than asked for, would silently score nothing (or less)."""
+    wanted = task.config.fewshot.n
+    if wanted and len(exemplars) < wanted:
+        raise InvalidRequestError(
+            f"task {task.name!r}: {wanted} few-shot exemplars asked for, but the pool holds "
+            f"{len(exemplars)} (of {n_rows} rows)",
+            hint=f"pass --fewshot {max(len(exemplars) - 1, 0)} or fewer, or a larger data file",
+        )
+    if not items:
+        from medmllm.errors import DataFormatError
+
+        raise DataFormatError(
+            f"task {task.name!r}: no items to evaluate ({n_rows} rows read, "
+            f"{len(exemplars)} used as few-shot exemplars)",
+            hint="check --data / dataset.path (an empty file?) and --fewshot",
+        )
+
+
 def _item_row(p: Prediction) -> dict[str, Any]:
     row = {k: v for k, v in asdict(p).items() if v not in (None, [], {})}
     row["correct"] = p.pred is not None and p.pred == p.gold
@@ -438,6 +466,7 @@ def run_eval(
     retriever: Retriever | None = None,
     progress: Progress | None = None,
     report: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``generator`` on ``tasks`` and write ``results.json`` (+ ``report.html``).
 
@@ -450,9 +479,15 @@ def run_eval(
         retriever: for RAG evaluation (question-only queries).
         progress: progress callback (the CLI draws a bar with ETA from it).
         report: also render report.html.
+        overwrite: replace an ``out_dir`` holding a different run (else
+            :class:`~medmllm.errors.OutputExistsError` before any model call).
     """
     options = options or EvalOptions()
     loaded = [t if isinstance(t, Task) else load_task(t) for t in tasks]
+    if out_dir is not None:  # refuse a folder holding another run before any model call
+        planned = {"model": {"backend": generator.backend, "model": generator.model_id}}
+        planned["config"] = {**asdict(options), "tasks": [t.name for t in loaded]}
+        check_out_dir(Path(out_dir), run_config_hash(planned), overwrite=overwrite)
     path = None if cache_path == ":memory:" else Path(cache_path or default_cache_path())
     cache = CallCache(path)
     model = CachedGenerator(generator, cache)
@@ -476,9 +511,40 @@ def run_eval(
             "model_calls": model.model_calls,
         },
     }
+    results["config_hash"] = run_config_hash(results)
     if out_dir is not None:
-        write_results(results, Path(out_dir), report=report, samples=samples)
+        write_results(results, Path(out_dir), report=report, samples=samples, overwrite=overwrite)
     return results
+
+
+def run_config_hash(results: dict[str, Any]) -> str:
+    """What makes two runs "the same run": the model and the options (not timings or versions)."""
+    return config_hash({"model": results["model"], "config": results["config"]})
+
+
+def check_out_dir(out_dir: Path, cfg_hash: str | None, *, overwrite: bool = False) -> None:
+    """Refuse an output folder that is a file, or holds a *different* run (unless overwrite).
+
+    A folder holding the same run (same config hash) is fine: the run resumes into it.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExistsError(
+            f"--out {out_dir} is a file, not a folder", hint="pass a folder path to --out"
+        )
+    existing = out_dir / "results.json"
+    if overwrite or cfg_hash is None or not existing.is_file():
+        return
+    try:
+        old = json.loads(existing.read_text(encoding="utf-8"))
+        old_hash = old.get("config_hash") or run_config_hash(old)
+        what = f"{old['model'].get('model')} on {', '.join(old['config'].get('tasks', []))}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        old_hash, what = None, "an unreadable results.json"
+    if old_hash != cfg_hash:
+        raise OutputExistsError(
+            f"{out_dir} holds a different run ({what})",
+            hint="choose another --out folder, or add --overwrite to replace it",
+        )
 
 
 def write_results(
@@ -487,17 +553,34 @@ def write_results(
     *,
     report: bool = True,
     samples: Sequence[dict[str, Any]] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write results.json atomically (+ samples.jsonl and report.html); returns the JSON path."""
+    """Write results.json and report.html as a pair (+ samples.jsonl); returns the JSON path.
+
+    Both are rendered to temporary files first (removed on any failure, e.g. a full disk, so
+    the previous pair stays intact). Then the old report is removed, results.json is renamed
+    into place and the new report after it: a crash in between leaves a results.json without a
+    report, never a stale report beside newer results.
+    """
+    results.setdefault("config_hash", run_config_hash(results))
+    check_out_dir(out_dir, results["config_hash"], overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     if samples is not None:
         write_samples(out_dir / SAMPLES_FILE, samples)
-    target = out_dir / "results.json"
-    tmp = out_dir / ".results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, target)
-    if report:
-        from medmllm.eval.report import write_report
+    target, page = out_dir / "results.json", out_dir / "report.html"
+    tmp_json = out_dir / ".results.json.tmp"
+    tmp_page = out_dir / ".report.html.partial"
+    try:
+        tmp_json.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+        if report:
+            from medmllm.eval.report import write_report
 
-        write_report(results, out_dir / "report.html")
+            write_report(results, tmp_page)
+        page.unlink(missing_ok=True)
+        os.replace(tmp_json, target)
+        if report:
+            os.replace(tmp_page, page)
+    finally:
+        tmp_json.unlink(missing_ok=True)
+        tmp_page.unlink(missing_ok=True)
     return target

@@ -254,6 +254,11 @@ class Task:
             )
         try:
             raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise DataFormatError(
+                f"task file {source} is not UTF-8 text (a binary file?)",
+                hint="pass a task.yaml text file",
+            ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from medmllm.errors import InvalidRequestError, UnsupportedInputError
+from medmllm.errors import ContextLengthError, InvalidRequestError, UnsupportedInputError
 from medmllm.registry import Registry
 
 Role = Literal["system", "user", "assistant"]
@@ -236,6 +236,9 @@ class BaseGenerator(abc.ABC):
     ) -> Iterator[StreamChunk]:
         msgs = self._check_messages(messages, images)
         params = self._params(sampling)
+        # refuse a prompt with no room left before the engine overflows; a reply longer than the
+        # room left is cut by the engine (finish_reason "length"), as before
+        self.check_context(msgs, 1)
         return self._stream(msgs, images, params)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
@@ -246,6 +249,29 @@ class BaseGenerator(abc.ABC):
             if not req.continuation:
                 raise InvalidRequestError(f"loglikelihood request {i} has an empty continuation")
         return self._loglikelihood(reqs) if reqs else []
+
+    # -- context window (issue 13: count before calling, refuse what cannot fit) ---------------
+    def context_window(self) -> int | None:
+        """Tokens the model can attend to (prompt + reply); None when unknown (remote servers)."""
+        return None
+
+    def count_tokens(self, messages: Sequence[Message | dict[str, str]]) -> int | None:
+        """Prompt tokens of ``messages`` with the chat template applied; None when unknown."""
+        return None
+
+    def check_context(self, messages: Sequence[Message | dict[str, str]], max_tokens: int) -> None:
+        """Raise :class:`ContextLengthError` unless prompt + ``max_tokens`` fit the window."""
+        window = self.context_window()
+        if window is None:
+            return
+        used = self.count_tokens(messages)
+        if used is not None and used + max_tokens > window:
+            raise ContextLengthError(
+                f"the prompt takes {used} tokens (+{max_tokens} reserved for the reply), but "
+                f"{self.model_id!r} has a context window of {window} tokens",
+                hint="shorten the question, pass fewer passages (-k) or a smaller --max-tokens, "
+                "or use a model with a larger context window",
+            )
 
     def clear_cache(self) -> None:  # noqa: B027 - optional hook
         """Forget reusable computation (KV caches), e.g. to measure cold-start scoring."""

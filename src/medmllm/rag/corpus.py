@@ -80,7 +80,8 @@ class LoadReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     def skip(self, path: Path | str, reason: str) -> None:
-        log.warning("skipped %s: %s", path, reason)
+        # debug, not warning: the caller prints the report (the CLI did, and every line twice)
+        log.debug("skipped %s: %s", path, reason)
         self.skipped.append((str(path), reason))
 
 
@@ -149,18 +150,39 @@ def _read_pdf(path: Path) -> str:
     return "\n\n".join((page.extract_text() or "") for page in reader.pages)
 
 
+def _walk_files(root: Path, report: LoadReport) -> list[Path]:
+    """Every regular file under ``root``; unreadable folders and broken links are reported."""
+    import os
+
+    def unreadable(exc: OSError) -> None:
+        report.skip(exc.filename or root, f"unreadable folder: {exc.strerror or exc}")
+
+    files = []
+    for folder, _, names in os.walk(root, onerror=unreadable):
+        for name in names:
+            file = Path(folder) / name
+            if file.is_symlink() and not file.exists():
+                report.skip(file, "broken symlink")
+            elif file.is_file():
+                files.append(file)
+    return sorted(files)
+
+
 @LOADERS.register("dir")
 def load_dir(path: Path, *, report: LoadReport | None = None, **_: Any) -> Iterable[Document]:
     """A folder (searched recursively) of .txt, .md and .pdf files; one document per file.
 
-    Unreadable files (binary, bad encoding, broken PDF) are skipped with a warning and counted,
-    because one bad attachment should not stop indexing a guideline folder. Other suffixes are
-    ignored on purpose (images, spreadsheets) and counted too.
+    Unreadable files (binary, bad encoding, broken PDF), unreadable sub-folders and broken
+    symlinks are skipped and counted in the report, because one bad attachment should not stop
+    indexing a guideline folder. Other suffixes are ignored on purpose (images, spreadsheets)
+    and counted too. The id is the path relative to the folder; the url (``file://`` + the
+    resolved path) tells two folders' ``doc1.txt`` apart when both go into one index
+    (:func:`medmllm.rag.index.build_index` keeps both).
     """
     report = report if report is not None else LoadReport()
     if not path.is_dir():
         raise DataNotFoundError(f"corpus folder not found: {path}", hint="pass an existing --from")
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    for file in _walk_files(path, report):
         suffix = file.suffix.lower()
         if suffix not in (*TEXT_SUFFIXES, PDF_SUFFIX):
             report.skip(file, f"unsupported file type {suffix or '(none)'!r}")

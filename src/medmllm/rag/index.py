@@ -5,6 +5,16 @@ model, counts, a SHA-256 of every file), ``chunks.jsonl`` (the passages with pro
 retriever's own files. It is always written whole into a temporary folder and swapped in by
 renames, so a reader (or a killed build) sees the old index or the new one, never a mix.
 
+Writers are serialised: ``build_index`` and ``remove_index`` hold an exclusive lock on
+``MEDMLLM_HOME/locks/index-<name>.lock`` (``fcntl.flock``, the writer's pid inside) for the whole
+read-merge-write, so two builds adding documents at once both land — no lost update. A second
+writer waits (with a message) up to ``lock_timeout`` seconds, then fails with
+:class:`IndexLockedError`. The kernel drops the lock when a writer dies, so a stale lock file
+(dead pid) never blocks anyone. Each write is a complete version folder
+``MEDMLLM_HOME/index-versions/<name>@<id>`` and ``indexes/<name>`` is a symlink to the newest,
+replaced by one atomic rename: a reader resolves it once and reads one complete version while a
+writer works on the next (the previous version is kept for readers still opening it).
+
 Building into an existing name *adds* documents: new ids are appended, changed ones replaced,
 unchanged ones kept, and the embedding cache makes unchanged chunks free. ``rebuild=True`` starts
 from the given documents only. Opening checks the schema, the checksums and the embedding model,
@@ -20,14 +30,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +52,7 @@ from medmllm.config import get_settings
 from medmllm.errors import (
     EmptyCorpusError,
     IndexCorruptError,
+    IndexLockedError,
     IndexMismatchError,
     IndexNotFoundError,
     InvalidRequestError,
@@ -52,6 +67,8 @@ MANIFEST = "manifest.json"
 CHUNKS = "chunks.jsonl"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 REBUILD_HINT = "rebuild it: medmllm index build {name} --from PATH --rebuild"
+LOCK_TIMEOUT_S = 600.0
+log = logging.getLogger(__name__)
 
 
 class IndexManifest(BaseModel):
@@ -88,6 +105,7 @@ class BuildReport:
     seconds: float = 0.0
     folder: Path | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    ids_disambiguated: int = 0
 
 
 def indexes_root() -> Path:
@@ -144,13 +162,30 @@ def _not_found(name: str) -> IndexNotFoundError:
     )
 
 
-def read_manifest(name: str) -> IndexManifest:
-    """Parse and validate an index's manifest (schema version included)."""
+def _current(name: str) -> Path:
+    """The folder holding the current complete version of ``name`` (symlink resolved once)."""
     root = indexes_root()
     _recover(root, check_name(name))
-    folder = root / name
-    if not folder.is_dir():
-        raise _not_found(name)
+    for _ in range(_RETRIES):
+        folder = (root / name).resolve()
+        if folder.is_dir():
+            return folder
+        if (root / name).resolve() == folder:  # not a version switch in between: missing
+            break
+    raise _not_found(name)
+
+
+_RETRIES = 5
+
+
+def _switched(name: str, folder: Path) -> bool:
+    """Whether ``name`` now points at another version than ``folder`` (a writer finished)."""
+    return (indexes_root() / name).resolve() != folder
+
+
+def read_manifest(name: str, folder: Path | None = None) -> IndexManifest:
+    """Parse and validate an index's manifest (schema version included)."""
+    folder = folder or _current(name)
     hint = REBUILD_HINT.format(name=name)
     try:
         raw = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -214,8 +249,19 @@ def open_index(name: str, *, embedding_model: str | None = None, verify: bool = 
             was built with raises :class:`IndexMismatchError` (its vectors would be meaningless).
         verify: check file checksums (a few ms per MB).
     """
-    manifest = read_manifest(name)
-    folder = indexes_root() / name
+    for attempt in range(_RETRIES):
+        folder = _current(name)  # one version for the whole read, whatever a writer does
+        try:
+            return _open_version(name, folder, embedding_model, verify)
+        except (IndexNotFoundError, IndexCorruptError, OSError):
+            # two writes finished while we read: our version was pruned; read the new one
+            if attempt == _RETRIES - 1 or not _switched(name, folder):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _open_version(name: str, folder: Path, embedding_model: str | None, verify: bool) -> Index:
+    manifest = read_manifest(name, folder)
     hint = REBUILD_HINT.format(name=name)
     if embedding_model is not None and manifest.embedding_model not in (None, embedding_model):
         raise IndexMismatchError(
@@ -241,15 +287,96 @@ def open_index(name: str, *, embedding_model: str | None = None, verify: bool = 
     return Index(name, folder, manifest, retriever)
 
 
-def remove_index(name: str) -> Path:
-    """Delete an index folder; returns the path that was removed."""
-    folder = indexes_root() / check_name(name)
-    if not folder.is_dir():
-        raise _not_found(name)
-    trash = folder.with_name(f".rm-{name}-{uuid.uuid4().hex[:8]}")
-    os.replace(folder, trash)  # atomic disappearance, then the slow delete
-    shutil.rmtree(trash, ignore_errors=True)
+def remove_index(name: str, *, lock_timeout: float = LOCK_TIMEOUT_S) -> Path:
+    """Delete an index (waits for a writer of the same index); returns the removed path."""
+    root = indexes_root()
+    folder = root / check_name(name)
+    with write_lock(name, timeout=lock_timeout):
+        if not folder.is_dir():
+            raise _not_found(name)
+        trash = folder.with_name(f".rm-{name}-{uuid.uuid4().hex[:8]}")
+        os.replace(folder, trash)  # atomic disappearance, then the slow delete
+        if trash.is_symlink():
+            trash.unlink()
+            for version in _versions_root().glob(f"{name}@*"):
+                shutil.rmtree(version, ignore_errors=True)
+        else:
+            shutil.rmtree(trash, ignore_errors=True)
     return folder
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _lock_path(name: str) -> Path:
+    # outside indexes/: a lock file must outlive `index rm` (deleting a held lock file would
+    # let a third writer lock a new inode while the second still waits on the old one)
+    folder = get_settings().home.expanduser() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"index-{check_name(name)}.lock"
+
+
+def lock_holder(name: str) -> int | None:
+    """The pid written in ``name``'s lock file, if that process is alive."""
+    try:
+        text = _lock_path(name).read_text().strip()
+        pid = int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+@contextlib.contextmanager
+def write_lock(
+    name: str,
+    *,
+    timeout: float = LOCK_TIMEOUT_S,
+    on_wait: Callable[[int | None], None] | None = None,
+) -> Iterator[None]:
+    """Hold the exclusive writer lock of index ``name`` (see the module docstring).
+
+    Args:
+        name: the index.
+        timeout: seconds to wait for another writer; then :class:`IndexLockedError`.
+        on_wait: called once with the holder's pid when we have to wait (the CLI prints it).
+    """
+    path = _lock_path(name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = lock_holder(name)
+                if time.monotonic() >= deadline:
+                    raise IndexLockedError(
+                        f"index {name!r} is being written by another process "
+                        f"(pid {holder if holder is not None else 'unknown'})",
+                        hint="wait for that build to finish and rerun, or stop that process",
+                    ) from None
+                if not waited:
+                    waited = True
+                    if on_wait is not None:
+                        on_wait(holder)
+                    else:
+                        log.warning("index %r is locked by pid %s; waiting", name, holder)
+                time.sleep(0.05)
+        # a stale pid from a dead writer is simply overwritten: flock died with it
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {_now()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _merge(
@@ -260,6 +387,7 @@ def _merge(
     for chunk in old_chunks:
         by_doc.setdefault(chunk.doc_id, []).append(chunk)
     for doc in docs:
+        doc = _unique_per_file(doc, by_doc, report)
         new = chunk_document(doc, chunking)
         old = by_doc.get(doc.id)
         if old is None:
@@ -272,6 +400,25 @@ def _merge(
     return [chunk for chunks in by_doc.values() for chunk in chunks]
 
 
+def _unique_per_file(
+    doc: Document, by_doc: dict[str, list[Chunk]], report: BuildReport
+) -> Document:
+    """Two files with the same relative path (folderA/doc1.txt, folderB/doc1.txt) stay two docs.
+
+    Folder documents carry their file's ``file://`` url; the same id from *another* file gets a
+    stable suffix from that url instead of silently replacing the first document.
+    """
+    old = by_doc.get(doc.id)
+    if not old or not doc.url.startswith("file://"):
+        return doc
+    old_url = old[0].url
+    if not old_url.startswith("file://") or old_url == doc.url:
+        return doc
+    report.ids_disambiguated += 1
+    suffix = hashlib.sha256(doc.url.encode()).hexdigest()[:8]
+    return replace(doc, id=f"{doc.id}@{suffix}")
+
+
 def build_index(
     name: str,
     docs: list[Document],
@@ -281,8 +428,10 @@ def build_index(
     rebuild: bool = False,
     sources: list[str] | None = None,
     progress: bool = True,
+    lock_timeout: float = LOCK_TIMEOUT_S,
+    on_wait: Callable[[int | None], None] | None = None,
 ) -> BuildReport:
-    """Create ``name``, or add ``docs`` to it; written atomically.
+    """Create ``name``, or add ``docs`` to it; written atomically under the writer lock.
 
     Args:
         name: index name (folder under ``MEDMLLM_HOME/indexes``).
@@ -292,24 +441,41 @@ def build_index(
         rebuild: ignore any existing index of that name and build from ``docs`` alone.
         sources: where the documents came from (recorded in the manifest).
         progress: show progress bars.
+        lock_timeout: seconds to wait for another writer of ``name``.
+        on_wait: called with the other writer's pid when we have to wait.
 
     Raises:
         EmptyCorpusError: ``docs`` is empty.
         IndexMismatchError: adding with settings other than the existing index's.
+        IndexLockedError: another writer held the index for longer than ``lock_timeout``.
     """
-    start = time.perf_counter()
     check_name(name)
     if not docs:
         raise EmptyCorpusError(
             f"no documents to index into {name!r}", hint="check --from and --format"
         )
+    with write_lock(name, timeout=lock_timeout, on_wait=on_wait):
+        return _build_locked(name, docs, retriever, chunking, rebuild, sources, progress)
+
+
+def _build_locked(
+    name: str,
+    docs: list[Document],
+    retriever: RetrieverConfig | None,
+    chunking: ChunkConfig | None,
+    rebuild: bool,
+    sources: list[str] | None,
+    progress: bool,
+) -> BuildReport:
+    start = time.perf_counter()
     root = indexes_root()
     _recover(root, name)
     target = root / name
     old_chunks: list[Chunk] = []
     old: IndexManifest | None = None
     if target.exists() and not rebuild:
-        old = read_manifest(name)
+        current = _current(name)
+        old = read_manifest(name, current)
         for label, given, stored in (
             ("retriever settings", retriever, old.retriever),
             ("chunking settings", chunking, old.chunking),
@@ -322,7 +488,7 @@ def build_index(
                     "--rebuild",
                 )
         retriever, chunking = old.retriever, old.chunking
-        old_chunks = _read_chunks(target, name)
+        old_chunks = _read_chunks(current, name)
     retriever = retriever or RetrieverConfig()
     chunking = chunking or ChunkConfig()
 
@@ -367,12 +533,36 @@ def build_index(
     return report
 
 
+def _versions_root() -> Path:
+    folder = get_settings().home.expanduser() / "index-versions"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _swap(tmp: Path, target: Path) -> None:
-    """Put ``tmp`` in place of ``target`` with renames (the old copy survives a crash)."""
-    if target.exists():
-        old = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
+    """Make the complete folder ``tmp`` the current version of ``target`` (module docstring).
+
+    ``tmp`` moves to ``index-versions/<name>@<id>`` and the symlink ``target`` is replaced by one
+    atomic rename. An index from before versioned folders (a real folder) is moved aside first.
+    """
+    versions = _versions_root()
+    version = versions / f"{target.name}@{uuid.uuid4().hex[:12]}"
+    os.replace(tmp, version)
+    previous = target.resolve() if target.is_symlink() else None
+    legacy = None
+    if target.exists() and not target.is_symlink():
+        legacy = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(target, legacy)  # readers wait out this one-time gap (_recover undoes a crash)
+    link = target.with_name(f".link-{target.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.symlink(os.path.relpath(version, target.parent), link)
+        os.replace(link, target)  # the one step readers can observe
+    except BaseException:
+        link.unlink(missing_ok=True)
+        shutil.rmtree(version, ignore_errors=True)
+        raise
+    if legacy is not None:
+        shutil.rmtree(legacy, ignore_errors=True)
+    for old in versions.glob(f"{target.name}@*"):
+        if old != version and old.resolve() != previous:
+            shutil.rmtree(old, ignore_errors=True)

@@ -217,6 +217,14 @@ class HFGenerator(BaseGenerator):
         ensure_online(f"the Hugging Face hub (model {model!r})", settings)
         return model
 
+    # -- context window -----------------------------------------------------------------------
+    def context_window(self) -> int | None:
+        window = getattr(self.model.config, "max_position_embeddings", None)  # config field
+        return int(window) if window else None
+
+    def count_tokens(self, messages: Sequence[Message | dict[str, str]]) -> int | None:
+        return int(self._prompt_ids([Message.coerce(m) for m in messages]).shape[-1])
+
     # -- generation ---------------------------------------------------------------------------
     def _prompt_ids(self, messages: list[Message]) -> Any:
         if self.tokenizer.chat_template:

@@ -163,6 +163,16 @@ class LlamaCppGenerator(BaseGenerator):
         n_prompt = max(self.llm.n_tokens - n_new, 0)
         yield StreamChunk("", finish_reason=finish, usage=Usage(n_prompt, n_new))
 
+    # -- context window -----------------------------------------------------------------------
+    def context_window(self) -> int | None:
+        return int(self.llm.n_ctx())
+
+    def count_tokens(self, messages: Sequence[Message | dict[str, str]]) -> int | None:
+        # The chat template is applied inside llama-cpp-python; its markup costs a few tokens
+        # per turn, over-counted here (8) so that a prompt we accept never overflows n_ctx.
+        msgs = [Message.coerce(m) for m in messages]
+        return sum(len(self._encode(m.content)) + 8 for m in msgs) + 8
+
     # -- scoring ------------------------------------------------------------------------------
     def clear_cache(self) -> None:
         self.llm.reset()
