@@ -106,14 +106,19 @@ def chat(
     model: str | None = MODEL_OPT,
     max_tokens: int = MAX_TOKENS_OPT,
     base_url: str | None = BASE_URL_OPT,
+    index: str | None = typer.Option(
+        None, "--index", "-i", help="Ground every answer in this index (see medmllm index)."
+    ),
+    top_k: int = typer.Option(3, "-k", "--top-k", help="Passages retrieved with --index (>= 1)."),
 ) -> None:
     """Interactive multi-turn chat; type /exit to leave, /reset to forget the conversation."""
     SamplingParams(max_tokens=max_tokens)
     from medmllm.models.generator import load_generator
 
     console = Console(highlight=False)
+    retriever = _open_index(index, top_k) if index else None
     generator = load_generator(backend, model, **_generator_options(base_url))
-    bot = Assistant(generator, keep_history=True)
+    bot = Assistant(generator, keep_history=True, retriever=retriever, k=top_k)
     console.print(
         f"[bold]medmllm chat[/] · {generator.backend} · {generator.model_id} "
         "· /exit to quit, /reset to start over"
@@ -134,10 +139,15 @@ def chat(
             if not command:
                 continue
             console.print("[bold green]assistant> [/]", end="")
+            final: Answer | None = None
             for item in bot.stream(command, max_tokens=max_tokens):
-                if not isinstance(item, Answer):
+                if isinstance(item, Answer):
+                    final = item
+                else:
                     console.print(item, end="", soft_wrap=True, markup=False)
             console.print()
+            if final is not None:
+                _print_sources(console, final)
     finally:
         generator.close()
 

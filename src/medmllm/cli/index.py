@@ -57,15 +57,23 @@ def build(
     chunk_tokens: int | None = typer.Option(None, "--chunk-tokens", help="Words per chunk."),
     chunk_overlap: int | None = typer.Option(None, "--chunk-overlap", help="Overlap in words."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Embedding batch size."),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="Named retriever settings: minilm (default, offline) or medcpt (MedCPT query and "
+        "article encoders from the hub).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Index documents into NAME (adds to an existing index unless --rebuild)."""
     from medmllm.rag.chunk import ChunkConfig
     from medmllm.rag.corpus import load_corpus
     from medmllm.rag.index import build_index, check_name
-    from medmllm.rag.retriever import RetrieverConfig
+    from medmllm.rag.retriever import RetrieverConfig, preset_config
 
     check_name(name)
+    if preset is not None:
+        preset_config(preset)  # unknown preset: fail before reading the corpus
     options = {}
     if (fmt or "jsonl") == "jsonl":
         options = {
@@ -98,7 +106,10 @@ def build(
     from medmllm.errors import ConfigError
 
     try:
-        retriever_config = RetrieverConfig(**retriever_options) if retriever_options else None
+        if preset is not None:
+            retriever_config = preset_config(preset, **retriever_options)
+        else:
+            retriever_config = RetrieverConfig(**retriever_options) if retriever_options else None
         chunk_config = ChunkConfig(**chunk_options) if chunk_options else None
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -217,6 +228,33 @@ def rm(name: str = typer.Argument(..., help="Index name.")) -> None:
     from medmllm.rag.index import remove_index
 
     console.print(f"removed {remove_index(name)}")
+
+
+@index_app.command("gc")
+def gc(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would be removed."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Remove embedding-cache vectors that no local index uses (replaced or deleted text)."""
+    from dataclasses import asdict
+
+    from medmllm.rag.cache_gc import collect_garbage
+
+    report = collect_garbage(dry_run=dry_run)
+    if as_json:
+        typer.echo(json.dumps(asdict(report)))
+        return
+    verb = "would remove" if report.dry_run else "removed"
+    console.print(
+        f"embedding cache: {verb} {report.orphaned} orphaned vectors "
+        f"({report.bytes_freed / 1e6:.1f} MB), kept {report.kept}",
+        soft_wrap=True,
+    )
+    if report.skipped_indexes:
+        err.print(
+            f"[yellow]nothing deleted: unreadable index(es) {', '.join(report.skipped_indexes)}"
+            " — repair or remove them first (their vectors would count as orphans)[/]"
+        )
 
 
 def register(app: typer.Typer) -> None:
