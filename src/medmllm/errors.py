@@ -85,3 +85,16 @@ class IndexCorruptError(MedMLLMError):
 
 class IndexMismatchError(MedMLLMError):
     """An index was built with other settings (embedding model, schema) than those requested."""
+
+
+# --- rag-scale (pgvector, sharded evaluation) ---------------------------------------------------
+class DatabaseConnectionError(BackendConnectionError):
+    """A PostgreSQL server named by a DSN cannot be reached or refuses the login."""
+
+
+class VectorExtensionError(MedMLLMError):
+    """The PostgreSQL database lacks the pgvector extension (or the right to create it)."""
+
+
+class ShardMismatchError(MedMLLMError):
+    """Evaluation shards to merge come from different configs, or shards are missing."""

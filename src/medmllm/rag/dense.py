@@ -107,6 +107,11 @@ class DenseRetriever(Retriever):
             faiss.omp_set_num_threads(before)
         return scores[0], ids[0]
 
+    def vectors(self) -> np.ndarray:
+        """The stored chunk vectors, in chunk order (reused by ``index migrate``)."""
+        assert self._index is not None, "build() or load() first"
+        return np.asarray(self._index.reconstruct_n(0, self._index.ntotal), dtype=np.float32)
+
     def _search(self, query: str, k: int) -> list[Hit]:
         scores, ids = self.scores_for(self.embed_query(query), k)
         return [Hit.of(self.chunks[i], s) for s, i in zip(scores, ids, strict=True) if i >= 0]

@@ -30,7 +30,9 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 class RetrieverConfig(BaseModel):
     """Settings of a retriever; stored in the index manifest so a reopened index is the same."""
 
-    kind: str = Field("hybrid", description="Registered retriever kind: bm25, dense or hybrid.")
+    kind: str = Field(
+        "hybrid", description="Registered retriever kind: bm25, dense, hybrid or pgvector."
+    )
     embedding_model: str = Field(
         DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers id or folder for dense/hybrid; the default is the "
@@ -66,6 +68,19 @@ class RetrieverConfig(BaseModel):
     bm25_weight: float = Field(1.0, ge=0, description="Weight of the bm25 ranking in hybrid.")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in hybrid.")
     candidates: int = Field(100, ge=1, description="Hits taken from each ranking before fusion.")
+    pg_index: str = Field(
+        "default", description="pgvector: the index name inside the PostgreSQL database."
+    )
+    pg_mode: Literal["hybrid", "dense", "lexical"] = Field(
+        "hybrid",
+        description="pgvector: HNSW vectors, Postgres full-text search, or both fused (RRF).",
+    )
+    pg_exact: bool = Field(
+        False, description="pgvector: exact vector search (sequential scan) instead of HNSW."
+    )
+    pg_ef_search: int = Field(
+        100, ge=1, description="pgvector: HNSW ef_search (candidate list; higher = better recall)."
+    )
 
     def uses_embeddings(self) -> bool:
         """Whether this kind needs the embedding model (dense, hybrid, pgvector)."""
@@ -175,6 +190,7 @@ RETRIEVERS: Registry[type[Retriever]] = Registry("retriever")
 RETRIEVERS.register_lazy("bm25", "medmllm.rag.bm25:BM25Retriever")
 RETRIEVERS.register_lazy("dense", "medmllm.rag.dense:DenseRetriever")
 RETRIEVERS.register_lazy("hybrid", "medmllm.rag.hybrid:HybridRetriever")
+RETRIEVERS.register_lazy("pgvector", "medmllm.rag.pgvector:PgVectorRetriever")
 
 
 def build_retriever(config: RetrieverConfig | None = None, **overrides: Any) -> Retriever:
