@@ -199,6 +199,11 @@ def search(
         None, "--embedding-model", help="Refuse to search if the index used another model."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    dsn: str | None = typer.Option(
+        None, "--dsn", help="Search the pgvector copy of NAME in this PostgreSQL database."
+    ),
+    mode: str = typer.Option("hybrid", "--mode", help="pgvector: hybrid, dense or lexical."),
+    exact: bool = typer.Option(False, "--exact", help="pgvector: exact instead of HNSW search."),
 ) -> None:
     """Search an index and print the best passages with their sources."""
     from medmllm.errors import InvalidRequestError
@@ -208,8 +213,12 @@ def search(
         raise InvalidRequestError("the search query is empty", hint='e.g. "asthma inhaler"')
     if k < 1:
         raise InvalidRequestError(f"-k must be >= 1, got {k}", hint="pass -k 5")
-    index = open_index(name, embedding_model=embedding_model)
-    hits = index.search(query, k)
+    if dsn is not None:
+        from medmllm.rag.pg_migrate import open_pg_index
+
+        hits = open_pg_index(name, dsn=dsn, mode=mode, exact=exact).search(query, k)
+    else:
+        hits = open_index(name, embedding_model=embedding_model).search(query, k)
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
         return
@@ -228,6 +237,35 @@ def rm(name: str = typer.Argument(..., help="Index name.")) -> None:
     from medmllm.rag.index import remove_index
 
     console.print(f"removed {remove_index(name)}")
+
+
+@index_app.command("migrate")
+def migrate(
+    name: str = typer.Argument(..., help="Local index to copy."),
+    to: str = typer.Option(..., "--to", help="Destination backend: pgvector."),
+    dsn: str | None = typer.Option(
+        None, "--dsn", help="PostgreSQL DSN (default: $MEDMLLM_PG_DSN)."
+    ),
+    target: str | None = typer.Option(None, "--as", help="Index name in the database."),
+    replace: bool = typer.Option(False, "--replace", help="Drop the database copy first."),
+    batch_docs: int = typer.Option(200, "--batch-docs", help="Documents per transaction."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Copy a local index into PostgreSQL + pgvector (vectors reused; rerun resumes)."""
+    from medmllm.errors import InvalidRequestError
+    from medmllm.rag.pg_migrate import migrate_index
+
+    if to != "pgvector":
+        raise InvalidRequestError(f"unknown migration target {to!r}", hint="use --to pgvector")
+    r = migrate_index(
+        name, dsn=dsn, target=target, replace=replace, batch_docs=batch_docs, progress=not quiet
+    )
+    console.print(
+        f"migrated {r.name!r} → pgvector {r.target!r} at {r.where}: {r.docs_copied} docs copied, "
+        f"{r.docs_skipped} already there, {r.docs_deleted} deleted, {r.chunks} chunks, "
+        f"vectors {'reused' if r.vectors_reused else 'embedded'}, {r.seconds:.1f} s",
+        soft_wrap=True,
+    )
 
 
 @index_app.command("gc")

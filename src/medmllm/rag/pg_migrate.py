@@ -48,6 +48,28 @@ def local_vectors(name: str) -> tuple[list[Chunk], np.ndarray | None, object]:
     return retriever.chunks, vectors, index.manifest.retriever
 
 
+def open_pg_index(
+    name: str, *, dsn: str | None = None, mode: str = "hybrid", exact: bool = False
+) -> PgVectorRetriever:
+    """The database copy of ``name`` with its stored settings, ready to search.
+
+    Raises:
+        IndexNotFoundError: no such index in the database.
+        IndexMismatchError: the query model's dimension differs from the stored vectors.
+    """
+    from medmllm.rag.retriever import RetrieverConfig
+
+    if mode not in ("hybrid", "dense", "lexical"):
+        raise InvalidRequestError(f"unknown search mode {mode!r}", hint="hybrid, dense or lexical")
+    probe = PgVectorRetriever(RetrieverConfig(kind="pgvector", pg_index=check_name(name)), dsn)
+    stored = probe.stored_config()
+    config = RetrieverConfig.model_validate(stored) if stored else probe.config
+    config = config.model_copy(update={"pg_mode": mode, "pg_exact": exact})
+    retriever = PgVectorRetriever(RetrieverConfig.model_validate(config.model_dump()), dsn)
+    retriever.attach()
+    return retriever
+
+
 def migrate_index(
     name: str,
     *,
@@ -79,6 +101,7 @@ def migrate_index(
     target = check_name(target or name)
     pg = PgVectorRetriever(config.model_copy(update={"kind": "pgvector", "pg_index": target}), dsn)
     report = MigrateReport(name, target, describe_dsn(pg.dsn), vectors_reused=vectors is not None)
+    pg.stored_dim()  # reach the database (or fail in one line) before any embedding work
     if vectors is None:
         vectors = pg.embed(chunks)
     pg.create(int(vectors.shape[1]) if len(vectors) else pg.encoder.dim, replace=replace)

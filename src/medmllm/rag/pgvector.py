@@ -285,6 +285,14 @@ class PgVectorRetriever(Retriever):
             ).fetchone()
         return int(row[0]) if row else None
 
+    def stored_config(self) -> dict[str, Any] | None:
+        """The retriever config stored with this index (None: no such index)."""
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT config FROM medmllm.indexes WHERE name = %s", (self.name,)
+            ).fetchone()
+        return dict(row[0]) if row else None
+
     def _check_dim(self, dim: int) -> None:
         stored = self.stored_dim()
         if stored is not None and stored != dim:
