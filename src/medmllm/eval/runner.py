@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -71,6 +72,8 @@ class EvalOptions:
             without its abstract).
         rag_k: passages retrieved per question when a retriever is given.
         max_tokens: override the tasks' generation length.
+        shard: ``(i, n)`` evaluates only shard i of n (1-based; :func:`in_shard`); merge the
+            shards with :func:`medmllm.eval.shard.merge_shards`.
     """
 
     mode: Mode = "mc"
@@ -85,8 +88,13 @@ class EvalOptions:
     include_context: bool | None = None
     rag_k: int = 3
     max_tokens: int | None = None
+    shard: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.shard is not None:
+            i, n = self.shard
+            if not 1 <= i <= n:
+                raise InvalidRequestError(f"--shard must be i/n with 1 <= i <= n, got {i}/{n}")
         if self.mode not in ("mc", "gen", "cot"):
             raise InvalidRequestError(
                 f"unknown eval mode {self.mode!r}", hint="use --mode mc, gen or cot"
@@ -358,6 +366,8 @@ def run_task(evaluator: Evaluator, task: Task, options: EvalOptions) -> dict[str
     if options.include_context is not None:
         task.include_context = options.include_context
     items, exemplars, load = task.load_items(limit=options.limit)
+    if options.shard is not None:
+        items = [item for item in items if in_shard(item.id, *options.shard)]
     calls_before = evaluator.model.model_calls
     started = time.perf_counter()
     preds = evaluator.predict(task, items, exemplars)
@@ -391,6 +401,13 @@ def run_task(evaluator: Evaluator, task: Task, options: EvalOptions) -> dict[str
         "model_calls": evaluator.model.model_calls - calls_before,
     }
     return result
+
+
+def in_shard(item_id: str, i: int, n: int) -> bool:
+    """Whether an item belongs to shard ``i`` of ``n`` (by a hash of its id: the same on every
+    machine and independent of item order)."""
+    digest = hashlib.sha256(str(item_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % n == i - 1
 
 
 def _item_row(p: Prediction) -> dict[str, Any]:
