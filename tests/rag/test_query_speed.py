@@ -108,3 +108,17 @@ def test_minilm_onnx_queries_equal_torch(isolated_home) -> None:
     assert fast._onnx is not None and slow._onnx is None
     for q in ("What are the symptoms of glaucoma?", "How to prevent Lyme disease", "HbA1c"):
         assert float(fast.encode_query(q) @ slow.encode_query(q)) > 0.99999
+
+
+def test_hybrid_defaults_are_the_weights_chosen_on_the_tuning_split() -> None:
+    """The shipped fusion weights are the ones bench/retrieval.py chose on held-out questions."""
+    import json
+
+    results = Path(__file__).resolve().parents[2] / "bench/results/retrieval.json"
+    fusion = json.loads(results.read_text())["fusion"]
+    config = RetrieverConfig()
+    assert config.bm25_weight == fusion["chosen"]["bm25_weight"]
+    assert config.rrf_k == fusion["chosen"]["rrf_k"]
+    assert config.dense_weight == fusion["chosen"]["dense_weight"]
+    assert fusion["hybrid_ge_dense_recall@1"]  # on the reported split
+    assert "Random(0)" in fusion["report_split"] and "Random(1)" in fusion["tune_split"]

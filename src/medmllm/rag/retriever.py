@@ -64,8 +64,10 @@ class RetrieverConfig(BaseModel):
     stemmer: str = Field("english", description="PyStemmer language for bm25 ('' = none).")
     k1: float = Field(1.5, gt=0, description="BM25 term-frequency saturation.")
     b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (hybrid).")
-    bm25_weight: float = Field(1.0, ge=0, description="Weight of the bm25 ranking in hybrid.")
+    # Defaults chosen on a MedQuAD tuning split disjoint from the reported one
+    # (bench/retrieval.py section "fusion"; docs/decisions.md).
+    rrf_k: int = Field(30, ge=1, description="Reciprocal-rank-fusion constant (hybrid).")
+    bm25_weight: float = Field(0.6, ge=0, description="Weight of the bm25 ranking in hybrid.")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in hybrid.")
     candidates: int = Field(100, ge=1, description="Hits taken from each ranking before fusion.")
     pg_index: str = Field(
