@@ -31,8 +31,9 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
+# This file is named like the ``pgvector`` package: keep bench/ off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from medmllm.config import shared_data_dir  # noqa: E402
 from medmllm.provenance import environment  # noqa: E402
@@ -182,9 +183,20 @@ def synthetic(n: int, dim: int = 384, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 def medquad_section(conn, dsn: str, corpus: str, tmp: Path) -> dict:
     """Real MiniLM vectors: engine comparison + retrieval quality like the local hybrid."""
+    import importlib.util
+
     from medmllm.rag.embed import EmbeddingCache, embed_with_cache, get_encoder
     from medmllm.rag.pgvector import PgVectorRetriever
-    from retrieval import fusion_splits, rank_metrics, unique
+
+    spec = importlib.util.spec_from_file_location("bench_retrieval", ROOT / "bench/retrieval.py")
+    assert spec is not None and spec.loader is not None
+    retrieval = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(retrieval)
+    fusion_splits, rank_metrics, unique = (
+        retrieval.fusion_splits,
+        retrieval.rank_metrics,
+        retrieval.unique,
+    )
 
     data = shared_data_dir()
     path = data / "corpus/medquad/medquad_docs.jsonl"
