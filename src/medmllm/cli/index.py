@@ -96,6 +96,8 @@ def build(
         )
         if value is not None
     }
+    if retriever == "pgvector":  # the database copy is named like the local index
+        retriever_options["pg_index"] = name
     chunk_options = {
         key: value
         for key, value in (("max_tokens", chunk_tokens), ("overlap", chunk_overlap))
@@ -202,7 +204,9 @@ def search(
     dsn: str | None = typer.Option(
         None, "--dsn", help="Search the pgvector copy of NAME in this PostgreSQL database."
     ),
-    mode: str = typer.Option("hybrid", "--mode", help="pgvector: hybrid, dense or lexical."),
+    mode: str | None = typer.Option(
+        None, "--mode", help="pgvector: dense (default), hybrid or lexical."
+    ),
     exact: bool = typer.Option(False, "--exact", help="pgvector: exact instead of HNSW search."),
 ) -> None:
     """Search an index and print the best passages with their sources."""

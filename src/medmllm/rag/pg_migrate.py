@@ -22,6 +22,7 @@ from medmllm.rag.dense import DenseRetriever
 from medmllm.rag.hybrid import HybridRetriever
 from medmllm.rag.index import check_name, open_index
 from medmllm.rag.pgvector import PgVectorRetriever, _doc_hash, describe_dsn
+from medmllm.rag.retriever import RetrieverConfig
 
 
 @dataclass
@@ -39,7 +40,7 @@ class MigrateReport:
     seconds: float = 0.0
 
 
-def local_vectors(name: str) -> tuple[list[Chunk], np.ndarray | None, object]:
+def local_vectors(name: str) -> tuple[list[Chunk], np.ndarray | None, RetrieverConfig]:
     """(chunks, their vectors or None for bm25-only, the retriever config) of a local index."""
     index = open_index(name)
     retriever = index.retriever
@@ -49,7 +50,7 @@ def local_vectors(name: str) -> tuple[list[Chunk], np.ndarray | None, object]:
 
 
 def open_pg_index(
-    name: str, *, dsn: str | None = None, mode: str = "hybrid", exact: bool = False
+    name: str, *, dsn: str | None = None, mode: str | None = None, exact: bool = False
 ) -> PgVectorRetriever:
     """The database copy of ``name`` with its stored settings, ready to search.
 
@@ -57,14 +58,12 @@ def open_pg_index(
         IndexNotFoundError: no such index in the database.
         IndexMismatchError: the query model's dimension differs from the stored vectors.
     """
-    from medmllm.rag.retriever import RetrieverConfig
-
-    if mode not in ("hybrid", "dense", "lexical"):
+    if mode is not None and mode not in ("hybrid", "dense", "lexical"):
         raise InvalidRequestError(f"unknown search mode {mode!r}", hint="hybrid, dense or lexical")
     probe = PgVectorRetriever(RetrieverConfig(kind="pgvector", pg_index=check_name(name)), dsn)
     stored = probe.stored_config()
     config = RetrieverConfig.model_validate(stored) if stored else probe.config
-    config = config.model_copy(update={"pg_mode": mode, "pg_exact": exact})
+    config = config.model_copy(update={"pg_mode": mode or config.pg_mode, "pg_exact": exact})
     retriever = PgVectorRetriever(RetrieverConfig.model_validate(config.model_dump()), dsn)
     retriever.attach()
     return retriever

@@ -73,9 +73,12 @@ class RetrieverConfig(BaseModel):
     pg_index: str = Field(
         "default", description="pgvector: the index name inside the PostgreSQL database."
     )
+    # dense by default: PostgreSQL full-text ranking (ts_rank_cd, no IDF) is far weaker than BM25
+    # and pulled hybrid R@1 below dense on MedQuAD (bench/results/pgvector.json).
     pg_mode: Literal["hybrid", "dense", "lexical"] = Field(
-        "hybrid",
-        description="pgvector: HNSW vectors, Postgres full-text search, or both fused (RRF).",
+        "dense",
+        description="pgvector: HNSW vectors (default), Postgres full-text search, or both "
+        "fused by RRF in one SQL query.",
     )
     pg_exact: bool = Field(
         False, description="pgvector: exact vector search (sequential scan) instead of HNSW."
