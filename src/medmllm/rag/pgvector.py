@@ -241,8 +241,20 @@ class PgVectorRetriever(Retriever):
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
-        with POOLS.get(self.dsn).connection() as conn:
+        from psycopg_pool import PoolTimeout
+
+        pool = POOLS.get(self.dsn)
+        try:
+            conn = pool.getconn(timeout=CONNECT_TIMEOUT_S * 2)
+        except PoolTimeout:  # the server went away after the pool was opened
+            raise DatabaseConnectionError(
+                f"lost the connection to PostgreSQL at {describe_dsn(self.dsn)}",
+                hint=f"check the server is running and the DSN (--dsn or {DSN_ENV})",
+            ) from None
+        try:
             yield conn
+        finally:
+            pool.putconn(conn)  # the pool rolls back an unfinished transaction
 
     def _sql(self, template: str) -> Any:
         from psycopg import sql
