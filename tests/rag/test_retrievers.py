@@ -13,7 +13,7 @@ from medmllm.rag.retriever import RETRIEVERS, Retriever, build_retriever
 
 
 def test_registry_lists_kinds_and_suggests() -> None:
-    assert RETRIEVERS.names() == ["bm25", "dense", "hybrid"]
+    assert RETRIEVERS.names() == ["bm25", "dense", "hybrid", "pgvector"]
     with pytest.raises(UnknownNameError, match="Did you mean 'hybrid'"):
         build_retriever(kind="hybird")
 
@@ -47,8 +47,12 @@ def test_bm25_agrees_with_rank_bm25_reference(docs) -> None:
         assert retriever.search(query, 1)[0].chunk.id == chunks[expected].id
 
 
-@pytest.mark.parametrize("kind", ["bm25", "dense", "hybrid"])
-def test_every_kind_answers_search(kind, docs, fake_encoder, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "kind", ["bm25", "dense", "hybrid", pytest.param("pgvector", marks=pytest.mark.integration)]
+)
+def test_every_kind_answers_search(kind, docs, fake_encoder, tmp_path: Path, request) -> None:
+    if kind == "pgvector":
+        request.getfixturevalue("pg_dsn")  # a real PostgreSQL; MEDMLLM_PG_DSN points at it
     chunks = chunk_documents(docs)
     retriever = build_retriever(kind=kind, embedding_model="fake-encoder")
     assert isinstance(retriever, Retriever)

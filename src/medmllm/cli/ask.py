@@ -136,6 +136,10 @@ def chat(
     model: str | None = MODEL_OPT,
     max_tokens: int = MAX_TOKENS_OPT,
     base_url: str | None = BASE_URL_OPT,
+    index: str | None = typer.Option(
+        None, "--index", "-i", help="Ground every answer in this index (see medmllm index)."
+    ),
+    top_k: int = typer.Option(3, "-k", "--top-k", help="Passages retrieved with --index (>= 1)."),
     device: str | None = DEVICE_OPT,
     dtype: str | None = DTYPE_OPT,
     model_arg: list[str] = MODEL_ARG_OPT,
@@ -153,8 +157,9 @@ def chat(
     from medmllm.models.generator import load_generator
 
     console = Console(highlight=False)
+    retriever = _open_index(index, top_k) if index else None
     generator = load_generator(backend, model, **options)
-    bot = Assistant(generator, keep_history=True)
+    bot = Assistant(generator, keep_history=True, retriever=retriever, k=top_k)
     console.print(
         f"[bold]medmllm chat[/] · {generator.backend} · {generator.model_id} "
         "· /exit to quit, /reset to start over"
@@ -179,6 +184,7 @@ def chat(
                 for item in bot.stream(command, max_tokens=max_tokens):
                     if isinstance(item, Answer):
                         console.print()
+                        _print_sources(console, item)
                         _print_notes(console, item)
                     else:
                         console.print(item, end="", soft_wrap=True, markup=False)

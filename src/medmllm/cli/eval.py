@@ -147,6 +147,9 @@ def run(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an --out folder that holds a different run."
     ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="Evaluate shard i/n of the items (merge with `eval merge`)."
+    ),
 ) -> None:
     """Run tasks: `medmllm eval --tasks medmcqa --limit 100`."""
     if ctx.invoked_subcommand is not None:
@@ -193,6 +196,7 @@ def run(
         batch_size=batch_size,
         max_tokens=max_tokens,
         concurrency=concurrency or 1,
+        shard=_parse_shard(shard),
     )
     retriever = None
     if rag:
@@ -213,7 +217,7 @@ def run(
     started = time.perf_counter()
     try:
         results = _run_with_progress(
-            run_eval,
+            _shard_runner() if shard else run_eval,
             loaded,
             generator,
             options,
@@ -232,6 +236,37 @@ def run(
         f" / {results['run']['cache']['misses']} misses · wrote {out_dir}/results.json, "
         "samples.jsonl and report.html[/]"
     )
+
+
+def _parse_shard(spec: str | None) -> tuple[int, int] | None:
+    from medmllm.eval.shard import parse_shard
+
+    return parse_shard(spec) if spec else None
+
+
+def _shard_runner():
+    from medmllm.eval.shard import run_shard
+
+    return run_shard
+
+
+@eval_app.command("merge")
+def merge_cmd(
+    shards: list[Path] = typer.Argument(..., help="Shard folders (from eval --shard i/n -o DIR)."),  # noqa: B008
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for the merged run."),  # noqa: B008
+    rag: str | None = typer.Option(None, "--rag", help="The index the shards used with --rag."),
+) -> None:
+    """Merge evaluation shards into one results.json + report (as one unsharded run)."""
+    from medmllm.eval.shard import merge_shards
+
+    retriever = None
+    if rag:
+        from medmllm.rag.index import open_index
+
+        retriever = open_index(rag)
+    results = merge_shards(shards, out_dir=out, retriever=retriever)
+    print_summary(results, Console(highlight=False))
+    Console(highlight=False).print(f"[dim]merged {len(shards)} shards → {out}/results.json[/]")
 
 
 def _run_with_progress(

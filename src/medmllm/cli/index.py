@@ -69,6 +69,12 @@ def build(
     chunk_tokens: int | None = typer.Option(None, "--chunk-tokens", help="Words per chunk."),
     chunk_overlap: int | None = typer.Option(None, "--chunk-overlap", help="Overlap in words."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Embedding batch size."),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="Named retriever settings: minilm (default, offline) or medcpt (MedCPT query and "
+        "article encoders from the hub).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     wait: float = typer.Option(
         600.0, "--wait", help="Seconds to wait while another process writes NAME (then exit 2)."
@@ -79,9 +85,11 @@ def build(
     from medmllm.rag.chunk import ChunkConfig
     from medmllm.rag.corpus import load_corpus
     from medmllm.rag.index import build_index, check_name
-    from medmllm.rag.retriever import RetrieverConfig
+    from medmllm.rag.retriever import RetrieverConfig, preset_config
 
     check_name(name)
+    if preset is not None:
+        preset_config(preset)  # unknown preset: fail before reading the corpus
     options = {}
     if (fmt or "jsonl") == "jsonl":
         options = {
@@ -104,6 +112,8 @@ def build(
         )
         if value is not None
     }
+    if retriever == "pgvector":  # the database copy is named like the local index
+        retriever_options["pg_index"] = name
     chunk_options = {
         key: value
         for key, value in (("max_tokens", chunk_tokens), ("overlap", chunk_overlap))
@@ -114,7 +124,10 @@ def build(
     from medmllm.validation import config_error
 
     try:
-        retriever_config = RetrieverConfig(**retriever_options) if retriever_options else None
+        if preset is not None:
+            retriever_config = preset_config(preset, **retriever_options)
+        else:
+            retriever_config = RetrieverConfig(**retriever_options) if retriever_options else None
         chunk_config = ChunkConfig(**chunk_options) if chunk_options else None
     except ValidationError as exc:
         raise config_error(exc, "index option", hint="see medmllm index build --help") from None
@@ -215,6 +228,13 @@ def search(
         None, "--embedding-model", help="Refuse to search if the index used another model."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    dsn: str | None = typer.Option(
+        None, "--dsn", help="Search the pgvector copy of NAME in this PostgreSQL database."
+    ),
+    mode: str | None = typer.Option(
+        None, "--mode", help="pgvector: dense (default), hybrid or lexical."
+    ),
+    exact: bool = typer.Option(False, "--exact", help="pgvector: exact instead of HNSW search."),
 ) -> None:
     """Search an index and print the best passages with their sources."""
     from medmllm.errors import InvalidRequestError
@@ -224,8 +244,12 @@ def search(
         raise InvalidRequestError("the search query is empty", hint='e.g. "asthma inhaler"')
     if k < 1:
         raise InvalidRequestError(f"-k must be >= 1, got {k}", hint="pass -k 5")
-    index = open_index(name, embedding_model=embedding_model)
-    hits = index.search(query, k)
+    if dsn is not None:
+        from medmllm.rag.pg_migrate import open_pg_index
+
+        hits = open_pg_index(name, dsn=dsn, mode=mode, exact=exact).search(query, k)
+    else:
+        hits = open_index(name, embedding_model=embedding_model).search(query, k)
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
         return
@@ -244,6 +268,62 @@ def rm(name: str = typer.Argument(..., help="Index name.")) -> None:  # waits fo
     from medmllm.rag.index import remove_index
 
     console.print(f"removed {remove_index(name)}")
+
+
+@index_app.command("migrate")
+def migrate(
+    name: str = typer.Argument(..., help="Local index to copy."),
+    to: str = typer.Option(..., "--to", help="Destination backend: pgvector."),
+    dsn: str | None = typer.Option(
+        None, "--dsn", help="PostgreSQL DSN (default: $MEDMLLM_PG_DSN)."
+    ),
+    target: str | None = typer.Option(None, "--as", help="Index name in the database."),
+    replace: bool = typer.Option(False, "--replace", help="Drop the database copy first."),
+    batch_docs: int = typer.Option(200, "--batch-docs", help="Documents per transaction."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Copy a local index into PostgreSQL + pgvector (vectors reused; rerun resumes)."""
+    from medmllm.errors import InvalidRequestError
+    from medmllm.rag.pg_migrate import migrate_index
+
+    if to != "pgvector":
+        raise InvalidRequestError(f"unknown migration target {to!r}", hint="use --to pgvector")
+    r = migrate_index(
+        name, dsn=dsn, target=target, replace=replace, batch_docs=batch_docs, progress=not quiet
+    )
+    console.print(
+        f"migrated {r.name!r} → pgvector {r.target!r} at {r.where}: {r.docs_copied} docs copied, "
+        f"{r.docs_skipped} already there, {r.docs_deleted} deleted, {r.chunks} chunks, "
+        f"vectors {'reused' if r.vectors_reused else 'embedded'}, {r.seconds:.1f} s",
+        soft_wrap=True,
+    )
+
+
+@index_app.command("gc")
+def gc(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would be removed."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Remove embedding-cache vectors that no local index uses (replaced or deleted text)."""
+    from dataclasses import asdict
+
+    from medmllm.rag.cache_gc import collect_garbage
+
+    report = collect_garbage(dry_run=dry_run)
+    if as_json:
+        typer.echo(json.dumps(asdict(report)))
+        return
+    verb = "would remove" if report.dry_run else "removed"
+    console.print(
+        f"embedding cache: {verb} {report.orphaned} orphaned vectors "
+        f"({report.bytes_freed / 1e6:.1f} MB), kept {report.kept}",
+        soft_wrap=True,
+    )
+    if report.skipped_indexes:
+        err.print(
+            f"[yellow]nothing deleted: unreadable index(es) {', '.join(report.skipped_indexes)}"
+            " — repair or remove them first (their vectors would count as orphans)[/]"
+        )
 
 
 def register(app: typer.Typer) -> None:

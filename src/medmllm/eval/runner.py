@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -82,6 +83,8 @@ class EvalOptions:
         concurrency: chat requests in flight at once in ``gen``/``cot`` mode. Only for
             thread-safe backends that serve many requests (``openai`` against vLLM or a
             llama.cpp server); local in-process backends run one at a time.
+        shard: ``(i, n)`` evaluates only shard i of n (1-based; :func:`in_shard`); merge the
+            shards with :func:`medmllm.eval.shard.merge_shards`.
     """
 
     mode: Mode = "mc"
@@ -97,8 +100,13 @@ class EvalOptions:
     rag_k: int = 3
     max_tokens: int | None = None
     concurrency: int = 1
+    shard: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.shard is not None:
+            i, n = self.shard
+            if not 1 <= i <= n:
+                raise InvalidRequestError(f"--shard must be i/n with 1 <= i <= n, got {i}/{n}")
         if self.mode not in ("mc", "gen", "cot"):
             raise InvalidRequestError(
                 f"unknown eval mode {self.mode!r}", hint="use --mode mc, gen or cot"
@@ -377,6 +385,8 @@ def run_task(evaluator: Evaluator, task: Task, options: EvalOptions) -> dict[str
         task.include_context = options.include_context
     items, exemplars, load = task.load_items(limit=options.limit)
     _check_loaded(task, items, exemplars, load.n_rows)
+    if options.shard is not None:
+        items = [item for item in items if in_shard(item.id, *options.shard)]
     calls_before = evaluator.model.model_calls
     started = time.perf_counter()
     preds = evaluator.predict(task, items, exemplars)
@@ -430,6 +440,13 @@ def _check_loaded(task: Task, items: list[Item], exemplars: list[Item], n_rows: 
             f"{len(exemplars)} used as few-shot exemplars)",
             hint="check --data / dataset.path (an empty file?) and --fewshot",
         )
+
+
+def in_shard(item_id: str, i: int, n: int) -> bool:
+    """Whether an item belongs to shard ``i`` of ``n`` (by a hash of its id: the same on every
+    machine and independent of item order)."""
+    digest = hashlib.sha256(str(item_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % n == i - 1
 
 
 def _item_row(p: Prediction) -> dict[str, Any]:

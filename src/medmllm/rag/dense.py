@@ -37,11 +37,31 @@ class DenseRetriever(BaseRetriever):
 
     @property
     def encoder(self) -> Encoder:
+        """The passage encoder (also the query encoder unless ``query_embedding_model`` is set)."""
         return get_encoder(
             self.config.embedding_model,
             self.config.max_seq_length,
             self.config.query_max_seq_length,
+            self.config.query_backend,
+            self.config.pooling,
         )
+
+    @property
+    def query_encoder(self) -> Encoder:
+        """The encoder for queries (MedCPT-style retrievers have a separate one)."""
+        if not self.config.query_embedding_model:
+            return self.encoder
+        return get_encoder(
+            self.config.query_embedding_model,
+            self.config.query_max_seq_length,
+            self.config.query_max_seq_length,
+            self.config.query_backend,
+            self.config.pooling,
+        )
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """The query vector (from :attr:`query_encoder`)."""
+        return self.query_encoder.encode_query(query)
 
     def build(self, chunks: list[Chunk], *, progress: bool = True) -> None:
         import faiss
@@ -88,8 +108,13 @@ class DenseRetriever(BaseRetriever):
             faiss.omp_set_num_threads(before)
         return scores[0], ids[0]
 
+    def vectors(self) -> np.ndarray:
+        """The stored chunk vectors, in chunk order (reused by ``index migrate``)."""
+        assert self._index is not None, "build() or load() first"
+        return np.asarray(self._index.reconstruct_n(0, self._index.ntotal), dtype=np.float32)
+
     def _search(self, query: str, k: int) -> list[Hit]:
-        scores, ids = self.scores_for(self.encoder.encode_query(query), k)
+        scores, ids = self.scores_for(self.embed_query(query), k)
         return [Hit.of(self.chunks[i], s) for s, i in zip(scores, ids, strict=True) if i >= 0]
 
     def save(self, folder: Path) -> list[str]:

@@ -63,9 +63,7 @@ class HybridRetriever(BaseRetriever):
     def _search(self, query: str, k: int) -> list[Hit]:
         n = max(k, self.config.candidates)
         lexical = self._bm25_ranking(query, n)
-        _, ids = self.dense.scores_for(
-            self.dense.encoder.encode_query(query), min(n, len(self.chunks))
-        )
+        _, ids = self.dense.scores_for(self.dense.embed_query(query), min(n, len(self.chunks)))
         semantic = [int(i) for i in ids if i >= 0]
         fused = reciprocal_rank_fusion(
             [lexical, semantic],

