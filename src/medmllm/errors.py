@@ -85,3 +85,12 @@ class IndexCorruptError(MedMLLMError):
 
 class IndexMismatchError(MedMLLMError):
     """An index was built with other settings (embedding model, schema) than those requested."""
+
+
+# -- train ------------------------------------------------------------------------------------
+class RunMismatchError(ConfigError):
+    """A run folder was made by a different config than the one asked to resume it."""
+
+
+class CheckpointWriteError(MedMLLMError, OSError):
+    """A checkpoint could not be written (disk full, permissions); earlier ones are intact."""
