@@ -133,6 +133,7 @@ def load_model_and_tokenizer(
                 hint="set adapter: to the 'adapter' folder of a finished LoRA run",
             )
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        model.requires_grad_(True)  # peft froze the base for inference; full FT trains it all
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:
