@@ -94,3 +94,7 @@ class RunMismatchError(ConfigError):
 
 class CheckpointWriteError(MedMLLMError, OSError):
     """A checkpoint could not be written (disk full, permissions); earlier ones are intact."""
+
+
+class NotAnAdapterError(InvalidModelFileError):
+    """A folder given for merge/export is neither a LoRA adapter nor a saved model."""

@@ -44,8 +44,8 @@ class RecipeConfig(TrainConfig):
     )
     adapter: str | None = Field(
         None,
-        description="A LoRA adapter folder of a previous stage, merged into the base before "
-        "training (chains stages: cpt → ift → sft → dpo).",
+        description="A LoRA adapter folder of a previous stage (chains cpt → ift → sft → dpo): "
+        "LoRA trains that adapter further; full fine-tuning merges it into the base first.",
     )
     data: DataConfig = Field(description="Where the training rows come from.")
     max_length: int = Field(512, ge=8, description="Tokens per sequence (packed block length).")
@@ -132,8 +132,13 @@ def load_model_and_tokenizer(
                 f"adapter folder {adapter} has no adapter_config.json",
                 hint="set adapter: to the 'adapter' folder of a finished LoRA run",
             )
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-        model.requires_grad_(True)  # peft froze the base for inference; full FT trains it all
+        if config.finetune == "full":
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            model.requires_grad_(True)  # peft froze the base for inference; full FT trains all
+        else:
+            # LoRA stages chain by training the previous stage's adapter further: the saved
+            # adapter then applies to the original base on its own (export, eval).
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:
@@ -207,16 +212,21 @@ def run_recipe(
         config, sequence_classification=sequence_classification
     )
     task = "SEQ_CLS" if sequence_classification else "CAUSAL_LM"
-    peft_config = lora_config(config.lora, task) if config.finetune != "full" else None
+    lora = config.finetune != "full"
+    # a chained LoRA stage already holds a trainable adapter (see load_model_and_tokenizer)
+    peft_config = lora_config(config.lora, task) if lora and not config.adapter else None
     train_ds = to_hf_dataset(dataset, chat=config.chat)
     trainer = make_trainer(config, model, tokenizer, train_ds, peft_config)
     attach_callbacks(trainer, config)
     started = time.perf_counter()
     output = train_resumable(trainer, config)
     elapsed = time.perf_counter() - started
-    final = run_dir / (FINAL_ADAPTER if peft_config is not None else FINAL_MODEL)
+    final = run_dir / (FINAL_ADAPTER if lora else FINAL_MODEL)
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
+    from medmllm.train.export import write_base_record
+
+    write_base_record(final, config.model)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = {
         "format": fmt,
