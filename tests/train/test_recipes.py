@@ -79,6 +79,10 @@ def test_full_finetune_and_chained_adapter(tiny_model, files, tmp_path) -> None:
     )
     result = sft.train(chained)
     assert (Path(result["output"]) / "model.safetensors").is_file()
+    # LoRA chaining trains the previous adapter further: it still applies to the original base
+    lora = sft.train(chained.model_copy(update={"finetune": "lora", "output_dir": tmp_path / "c"}))
+    adapter_cfg = json.loads((Path(lora["output"]) / "adapter_config.json").read_text())
+    assert adapter_cfg["base_model_name_or_path"] == str(tiny_model)
 
 
 def test_adapter_loads_in_hf_generator(tiny_model, files, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -103,3 +103,27 @@ def test_kill_9_then_rerun_reaches_same_loss(tmp_path: Path, tiny_model: Path) -
     assert b["global_step"] == a["global_step"] == 40
     assert b["final_loss"] == pytest.approx(a["final_loss"], rel=1e-5, abs=1e-6)
     assert json.loads((broken / "run.json").read_text())["resumed"]
+
+
+@pytest.mark.slow
+def test_runs_unchanged_under_accelerate_launch(tmp_path: Path, tiny_model: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    path = _config(tmp_path, tiny_model, _qa(tmp_path / "d.jsonl"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(repo / "configs" / "accelerate" / "cpu.yaml"),
+        "-m",
+        "medmllm.cli.main",
+        "train",
+        "sft",
+        "-c",
+        str(path),
+        "-o",
+        str(tmp_path / "acc"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "acc" / "result.json").read_text())["global_step"] == 2

@@ -204,6 +204,7 @@ def run_recipe(
     """
     from medmllm.train.core import lora_config
 
+    _require_training_extras()
     dataset = load_dataset(config.data, fmt)  # bad data fails before any weights load
     run_dir = prepare_run_dir(config.output_dir, config, overwrite=overwrite)
     write_split(dataset, run_dir)
@@ -244,6 +245,19 @@ def run_recipe(
     }
     _atomic_write_json(run_dir / RESULT_FILE, result)
     return result
+
+
+def _require_training_extras() -> None:
+    import importlib.util
+
+    from medmllm.errors import MissingDependencyError
+
+    missing = [m for m in ("trl", "peft") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"training needs {' and '.join(missing)}, which is not installed",
+            hint="pip install 'medmllm[train]'",
+        )
 
 
 def read_result(run_dir: str | Path) -> dict[str, Any]:
