@@ -123,3 +123,14 @@ class VectorExtensionError(MedMLLMError):
 
 class ShardMismatchError(MedMLLMError):
     """Evaluation shards to merge come from different configs, or shards are missing."""
+# -- train ------------------------------------------------------------------------------------
+class RunMismatchError(ConfigError):
+    """A run folder was made by a different config than the one asked to resume it."""
+
+
+class CheckpointWriteError(MedMLLMError, OSError):
+    """A checkpoint could not be written (disk full, permissions); earlier ones are intact."""
+
+
+class NotAnAdapterError(InvalidModelFileError):
+    """A folder given for merge/export is neither a LoRA adapter nor a saved model."""

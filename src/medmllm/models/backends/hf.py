@@ -208,7 +208,11 @@ class HFGenerator(BaseGenerator):
                         hint="pass a .gguf file, a folder with config.json, or a hub id",
                     )
                 return str(convert_gguf(path, settings.cache_dir("hf")))
-            if not (path / "config.json").is_file():
+            # a LoRA adapter folder (adapter_config.json) loads its base model + the adapter
+            if (
+                not (path / "config.json").is_file()
+                and not (path / "adapter_config.json").is_file()
+            ):
                 raise InvalidModelFileError(
                     f"{path} is a folder without config.json, so not a Hugging Face model",
                     hint="pass a folder written by save_pretrained, a .gguf file, or a hub id",
