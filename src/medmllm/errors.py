@@ -85,3 +85,24 @@ class IndexCorruptError(MedMLLMError):
 
 class IndexMismatchError(MedMLLMError):
     """An index was built with other settings (embedding model, schema) than those requested."""
+
+
+# --- mllm room (images, vision encoders, aligners, multimodal models) ---------------------------
+class ImageError(MedMLLMError, ValueError):
+    """An image (PNG/JPEG/DICOM) could not be read: corrupt, unsupported or missing pixels."""
+
+
+class ImageNotFoundError(ImageError, FileNotFoundError):
+    """An image path does not exist."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image exceeds the pixel-count limit (or its header claims a decompression bomb)."""
+
+
+class DicomError(ImageError):
+    """A DICOM file has no pixel data, an unsupported transfer syntax or bad attributes."""
+
+
+class CheckpointMismatchError(MedMLLMError):
+    """A model folder's config does not match the weights stored beside it."""
