@@ -11,12 +11,19 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from medmllm.errors import InvalidRequestError
-from medmllm.models.generator import BaseGenerator, Message, SamplingParams, Usage, load_generator
+from medmllm.models.generator import (
+    BaseGenerator,
+    ImageInput,
+    Message,
+    SamplingParams,
+    Usage,
+    load_generator,
+)
 from medmllm.prompts.system import MEDICAL_SYSTEM_PROMPT, build_messages
 
 
@@ -103,8 +110,9 @@ class Assistant:
         max_tokens: int = 256,
         temperature: float = 0.0,
         seed: int | None = None,
+        images: Sequence[ImageInput] | None = None,
     ) -> Iterator[str | Answer]:
-        """Yield text deltas, then the final :class:`Answer`."""
+        """Yield text deltas, then the final :class:`Answer` (``images``: multimodal models)."""
         question = check_question(question)
         SamplingParams(max_tokens=max_tokens, temperature=temperature)  # validate before loading
         start = time.perf_counter()
@@ -122,7 +130,7 @@ class Assistant:
         parts: list[str] = []
         usage, finish = Usage(), "stop"
         for chunk in self.generator.stream(
-            messages, max_tokens=max_tokens, temperature=temperature, seed=seed
+            messages, images, max_tokens=max_tokens, temperature=temperature, seed=seed
         ):
             if chunk.text:
                 if ttft is None:

@@ -36,9 +36,16 @@ def ask(
         None, "--index", "-i", help="Ground the answer in this index (see medmllm index)."
     ),
     top_k: int = typer.Option(3, "-k", "--top-k", help="Passages retrieved with --index (>= 1)."),
+    image: str | None = typer.Option(
+        None, "--image", help="PNG/JPEG/DICOM image for a multimodal model (MedMLLM folder)."
+    ),
 ) -> None:
     """Answer a medical question (streams the answer as it is generated)."""
     check_question(question)
+    if image is not None:  # fail on a bad image before loading a model
+        from medmllm.models.imaging import load_image
+
+        load_image(image)
     SamplingParams(max_tokens=max_tokens, temperature=temperature)  # fail before loading a model
     from medmllm.models.generator import load_generator
 
@@ -48,7 +55,10 @@ def ask(
     console = Console(highlight=False)
     final: Answer | None = None
     try:
-        for item in bot.stream(question, max_tokens=max_tokens, temperature=temperature):
+        images = [image] if image is not None else None
+        for item in bot.stream(
+            question, max_tokens=max_tokens, temperature=temperature, images=images
+        ):
             if isinstance(item, Answer):
                 final = item
             elif not as_json:

@@ -156,6 +156,7 @@ class Generator(Protocol):
 
     backend: str
     model_id: str
+    supports_images: bool
 
     def chat(
         self,
