@@ -122,7 +122,7 @@ def _load_llm(cfg: LLMConfig, tokenizer: Any) -> nn.Module:
 
 
 class MedMLLM(nn.Module):
-    """Encoder + aligner + causal LM. Build with :meth:`build`, load with :meth:`from_pretrained`."""
+    """Encoder + aligner + causal LM; :meth:`build` a new one, :meth:`from_pretrained` a folder."""
 
     def __init__(
         self,
