@@ -236,3 +236,12 @@ def window(values: np.ndarray[Any, Any], center: float, width: float) -> np.ndar
         raise DicomError(f"DICOM window width must be >= 1, got {width}")
     scaled = (values - (center - 0.5)) / (width - 1) + 0.5
     return (np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_data_url(image: str | Path | Image.Image | np.ndarray[Any, Any]) -> str:
+    """Load any supported image (DICOM included) and encode it as a PNG ``data:`` URL."""
+    import base64
+
+    buf = io.BytesIO()
+    load_image(image).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

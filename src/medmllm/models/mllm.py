@@ -244,7 +244,11 @@ class MedMLLM(nn.Module):
         ids = ids.to(device)
         pixels = self.pixel_values([image]).to(device) if image is not None else None
         mask = torch.ones_like(ids)
-        kwargs = {"pad_token_id": self.tokenizer.pad_token_id, **generate_kwargs}
+        kwargs = {
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "suppress_tokens": [self.image_token_id],  # never generate the placeholder
+            **generate_kwargs,
+        }
         if self.aligner.splices:
             visual = self.visual_embeds(pixels) if pixels is not None else None
             embeds = self._splice(ids, visual)
