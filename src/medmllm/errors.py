@@ -87,6 +87,15 @@ class IndexMismatchError(MedMLLMError):
     """An index was built with other settings (embedding model, schema) than those requested."""
 
 
+# -- train ------------------------------------------------------------------------------------
+class RunMismatchError(ConfigError):
+    """A run folder was made by a different config than the one asked to resume it."""
+
+
+class CheckpointWriteError(MedMLLMError, OSError):
+    """A checkpoint could not be written (disk full, permissions); earlier ones are intact."""
+
+
 # --- mllm room (images, vision encoders, aligners, multimodal models) ---------------------------
 class ImageError(MedMLLMError, ValueError):
     """An image (PNG/JPEG/DICOM) could not be read: corrupt, unsupported or missing pixels."""
