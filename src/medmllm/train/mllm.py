@@ -24,18 +24,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.errors import ConfigError, DataFormatError, DataNotFoundError
 from medmllm.models.mllm import MedMLLM, MLLMConfig
+from medmllm.train.core import TrainConfig, load_config
 
 Stage = Literal["align", "instruct"]
 
@@ -65,25 +64,13 @@ class DataConfig(BaseModel):
     max_target_words: int = Field(48, ge=1, description="Truncate long targets to this many words.")
 
 
-class LoraSettings(BaseModel):
-    """LoRA on the LLM for the instruct stage (peft)."""
+class MLLMTrainConfig(TrainConfig):
+    """One training stage of a MedMLLM (the shared run settings come from ``TrainConfig``).
 
-    model_config = ConfigDict(extra="forbid")
+    ``finetune`` applies to the instruct stage: ``lora`` (default) or ``full`` LLM training.
+    """
 
-    r: int = Field(8, ge=1, description="LoRA rank.")
-    alpha: int = Field(16, ge=1, description="LoRA scaling alpha.")
-    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "v_proj"], description="LLM modules that get adapters."
-    )
-
-
-class MLLMTrainConfig(BaseModel):
-    """One training stage of a MedMLLM."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    stage: Stage = Field("align", description="align (aligner only) or instruct (+ LoRA).")
+    stage: Stage = Field("align", description="align (aligner only) or instruct (+ LLM tuning).")
     model: MLLMConfig = Field(
         default_factory=MLLMConfig, description="Assembly to build when init_from is empty."
     )
@@ -91,35 +78,22 @@ class MLLMTrainConfig(BaseModel):
         None, description="MedMLLM folder to start from (e.g. the align stage's model/)."
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Training examples.")
-    output_dir: str = Field("runs/mllm", description="Run folder (checkpoints, model, summary).")
+    output_dir: Path = Field(
+        Path("runs/mllm"), description="Run folder: run.json, checkpoint-N/, model/, summary."
+    )
     max_steps: int = Field(20, ge=1, description="Optimizer steps.")
-    batch_size: int = Field(4, ge=1, description="Examples per step.")
-    learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
-    warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
     save_steps: int = Field(5, ge=1, description="Checkpoint every N steps (resume point).")
-    seed: int = Field(0, description="Seed of data order and initialisation.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
+    batch_size: int = Field(4, ge=1, description="Image–text examples per step.")
     cache_features: bool = Field(
         True, description="Cache frozen-encoder features per image (ignored if trainable)."
     )
-    lora: LoraSettings = Field(default_factory=LoraSettings, description="instruct stage LoRA.")
     max_length: int = Field(512, ge=16, description="Truncate token sequences to this length.")
-    progress: bool = Field(True, description="Show a progress bar with images/s and loss.")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> MLLMTrainConfig:
-        """Load a YAML config; ``overrides`` replace top-level keys (e.g. stage, output_dir)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-            raw.update({k: v for k, v in overrides.items() if v is not None})
-            return cls.model_validate(raw)
-        except (yaml.YAMLError, ValidationError) as exc:
-            raise ConfigError(
-                f"invalid training config {str(path)!r}: {exc}",
-                hint="see configs/train/mllm_*.yaml",
-            ) from None
+        """Load a YAML config; ``overrides`` replace top-level keys (None values are ignored)."""
+        return load_config(path, cls, overrides)
 
 
 @dataclass
@@ -268,16 +242,19 @@ def prepare_model(cfg: MLLMTrainConfig) -> MedMLLM:
     if not model.cfg.encoder.frozen:
         model.encoder.requires_grad_(True)
     if cfg.stage == "instruct":
-        from peft import LoraConfig, get_peft_model
+        if cfg.finetune == "full":
+            model.llm.requires_grad_(True)
+        elif cfg.finetune == "lora":
+            from peft import get_peft_model
 
-        lora = LoraConfig(
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
-            task_type="CAUSAL_LM",
-        )
-        model.llm = get_peft_model(model.llm, lora)
+            from medmllm.train.core import lora_config
+
+            model.llm = get_peft_model(model.llm, lora_config(cfg.lora))
+        else:
+            raise ConfigError(
+                f"finetune {cfg.finetune!r} is not supported for MedMLLM training",
+                hint="use finetune: lora or full",
+            )
     model.aligner.requires_grad_(True)  # after peft, which freezes what it does not adapt
     return model
 
@@ -297,30 +274,24 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def _set_seed(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
+def train_mllm(cfg: MLLMTrainConfig, *, overwrite: bool = False) -> dict[str, Any]:
+    """Run one stage; returns (and writes) the run summary.
 
-
-def train_mllm(cfg: MLLMTrainConfig, *, resume: bool = True) -> dict[str, Any]:
-    """Run one stage; returns (and writes) the run summary. Resumes from the last checkpoint."""
+    Reopening the same ``output_dir`` with the same config resumes from its newest complete
+    checkpoint; another config is refused (:class:`~medmllm.errors.RunMismatchError`).
+    """
     from medmllm.provenance import config_hash, environment
+    from medmllm.train.core import (
+        attach_callbacks,
+        last_checkpoint,
+        prepare_run_dir,
+        seed_everything,
+        train_resumable,
+    )
     from medmllm.train.mllm_trainer import build_trainer
 
-    run = Path(cfg.output_dir).expanduser()
-    run.mkdir(parents=True, exist_ok=True)
-    cfg_dump = cfg.model_dump(mode="json")
-    cfg_hash = config_hash(cfg_dump)
-    stamp = run / "config.yaml"
-    if stamp.is_file() and resume:
-        previous = yaml.safe_load(stamp.read_text())
-        if config_hash(previous) != cfg_hash:
-            raise ConfigError(
-                f"run folder {str(run)!r} holds a run with another config",
-                hint="pick a new output_dir, or delete the old run",
-            )
-    _atomic_write(stamp, yaml.safe_dump(cfg_dump, sort_keys=False))
-    _set_seed(cfg.seed)
+    run = prepare_run_dir(cfg.output_dir, cfg, overwrite=overwrite)
+    seed_everything(cfg.seed)
     examples = load_examples(cfg.data)
     missing = [ex.image for ex in examples if not Path(ex.image).is_file()]
     if missing:
@@ -330,24 +301,22 @@ def train_mllm(cfg: MLLMTrainConfig, *, resume: bool = True) -> dict[str, Any]:
         )
     model = prepare_model(cfg)
     features = None
-    if model.cfg.encoder.frozen and cfg.cache_features:
-        t0 = time.perf_counter()
-        features = cached_features(model, [ex.image for ex in examples])
-        feature_s = time.perf_counter() - t0
-    else:
-        feature_s = 0.0
-    collator = MLLMCollator(model, cfg.max_length, features)
-    trainer, meter = build_trainer(model, cfg, examples, collator, run / "checkpoints")
-    checkpoints = sorted((run / "checkpoints").glob("checkpoint-*"))
-    resumed_from = str(checkpoints[-1]) if (resume and checkpoints) else None
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resumed_from)
+    if model.cfg.encoder.frozen and cfg.cache_features:
+        features = cached_features(model, [ex.image for ex in examples])
+    feature_s = time.perf_counter() - t0
+    collator = MLLMCollator(model, cfg.max_length, features)
+    trainer, meter = build_trainer(model, cfg, examples, collator)
+    attach_callbacks(trainer, cfg)
+    resumed = last_checkpoint(run)
+    t0 = time.perf_counter()
+    result = train_resumable(trainer, cfg)
     train_s = time.perf_counter() - t0
     finalize_model(model)
     model.save_pretrained(run / "model")
     summary = {
         "stage": cfg.stage,
-        "config_hash": cfg_hash,
+        "config_hash": config_hash(cfg.model_dump(mode="json")),
         "steps": int(result.global_step),
         "final_loss": meter.last_loss,
         "mean_loss": float(result.training_loss),
@@ -356,7 +325,8 @@ def train_mllm(cfg: MLLMTrainConfig, *, resume: bool = True) -> dict[str, Any]:
         "images_per_s": meter.images_per_s(),
         "train_seconds": train_s,
         "feature_cache_seconds": feature_s,
-        "resumed_from": resumed_from,
+        "feature_cache": features is not None,
+        "resumed_from": str(resumed) if resumed else None,
         "model_dir": str(run / "model"),
         "model": model.describe(),
         "environment": environment(),

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_callback import PrinterCallback
+from transformers import Trainer, TrainerCallback
 
 if TYPE_CHECKING:
     from medmllm.models.mllm import MedMLLM
@@ -37,7 +36,9 @@ class _ListDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
 class MLLMTrainer(Trainer):
     """Trainer that saves / restores only the parameters that learn."""
 
-    def _save(self, output_dir: str | None = None, state_dict: dict[str, Any] | None = None) -> None:
+    def _save(
+        self, output_dir: str | None = None, state_dict: dict[str, Any] | None = None
+    ) -> None:
         from safetensors.torch import save_file
 
         from medmllm.train.mllm import trainable_state
@@ -57,7 +58,7 @@ class MLLMTrainer(Trainer):
 
         target = model or self.model
         state = load_file(str(Path(resume_from_checkpoint) / TRAINABLE_FILE))
-        missing, unexpected = target.load_state_dict(state, strict=False)
+        _, unexpected = target.load_state_dict(state, strict=False)
         wanted = {n for n, p in target.named_parameters() if p.requires_grad}
         if unexpected or wanted - set(state):
             raise CheckpointMismatchError(
@@ -67,36 +68,21 @@ class MLLMTrainer(Trainer):
             )
 
 
-class ProgressMeter(TrainerCallback):
-    """Rich progress bar with loss and images/s; remembers the losses it saw."""
+class LossMeter(TrainerCallback):
+    """Remembers the logged losses and measures images/s (the core's bar shows them live)."""
 
-    def __init__(self, batch_size: int, show: bool) -> None:
-        self.batch_size = batch_size
-        self.show = show
+    def __init__(self, images_per_step: int) -> None:
+        self.images_per_step = images_per_step
         self.losses: list[float] = []
         self.last_loss: float | None = None
         self._t0 = 0.0
+        self._elapsed = 0.0
+        self._start_step = 0
         self._steps = 0
-        self._progress: Any = None
-        self._task: Any = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._t0 = time.perf_counter()
         self._start_step = state.global_step
-        if self.show:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]train[/]"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(
-                "train", total=state.max_steps, completed=state.global_step, info=""
-            )
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
         if logs and "loss" in logs:
@@ -105,21 +91,10 @@ class ProgressMeter(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._steps = state.global_step - self._start_step
-        if self._progress is not None:
-            loss = f"loss {self.last_loss:.3f}" if self.last_loss is not None else ""
-            self._progress.update(
-                self._task,
-                completed=state.global_step,
-                info=f"{loss} · {self.images_per_s():.1f} img/s",
-            )
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self._elapsed = time.perf_counter() - self._t0
 
     def images_per_s(self) -> float:
-        elapsed = time.perf_counter() - self._t0
-        return self._steps * self.batch_size / elapsed if elapsed > 0 else 0.0
+        return self._steps * self.images_per_step / self._elapsed if self._elapsed > 0 else 0.0
 
 
 def build_trainer(
@@ -127,30 +102,12 @@ def build_trainer(
     cfg: MLLMTrainConfig,
     examples: list[Example],
     collator: MLLMCollator,
-    checkpoint_dir: Path,
-) -> tuple[MLLMTrainer, ProgressMeter]:
-    """Trainer + progress meter for one stage."""
-    args = TrainingArguments(
-        output_dir=str(checkpoint_dir),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps,
-        lr_scheduler_type="linear",
-        weight_decay=0.0,
-        logging_steps=1,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to=[],
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-        label_names=["labels"],
-    )
-    meter = ProgressMeter(cfg.batch_size, cfg.progress)
+) -> tuple[MLLMTrainer, LossMeter]:
+    """Trainer (arguments from the shared core) + a loss / images-per-second meter."""
+    from medmllm.train.core import training_arguments
+
+    args = training_arguments(cfg, label_names=["labels"])
+    meter = LossMeter(cfg.batch_size * cfg.grad_accum)
     trainer = MLLMTrainer(
         model=model,
         args=args,
@@ -158,5 +115,4 @@ def build_trainer(
         data_collator=collator,
         callbacks=[meter],
     )
-    trainer.remove_callback(PrinterCallback)  # the progress bar shows the loss
     return trainer, meter
