@@ -8,13 +8,16 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+CONFIG_OPT = typer.Option(..., "--config", "-c", help="YAML config (configs/train/mllm_*).")
+OUT_OPT = typer.Option(None, "--out", "-o", help="Run folder (overrides output_dir).")
+
 
 def train_mllm_cmd(
-    config: Path = typer.Option(..., "--config", "-c", help="YAML config (configs/train/mllm_*)."),
+    config: Path = CONFIG_OPT,
     stage: str | None = typer.Option(
         None, "--stage", help="align (aligner only) or instruct (aligner + LoRA/full LLM)."
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (overrides output_dir)."),
+    out: Path | None = OUT_OPT,
     init_from: str | None = typer.Option(
         None, "--init-from", help="Start from this MedMLLM folder (e.g. the align run's model/)."
     ),
