@@ -247,6 +247,7 @@ class MedMLLM(nn.Module):
         kwargs = {
             "pad_token_id": self.tokenizer.pad_token_id,
             "suppress_tokens": [self.image_token_id],  # never generate the placeholder
+            "min_new_tokens": 1,  # an empty answer is never wanted
             **generate_kwargs,
         }
         if self.aligner.splices:
