@@ -83,7 +83,7 @@ def run(
     vqa_train, vqa_test = G.prepare_vqa_rad(out_dir, seed)
     cov_train, cov_test = G.prepare_covid(out_dir, seed)
     cov_task = G.covid_task(out_dir, cov_test)
-    eval_limit = limit if limit is not None else (80 if preset == "cpu" else None)
+    eval_limit = limit if limit is not None else (60 if preset == "cpu" else None)
     chosen = aligners or ALIGNERS
     results: dict[str, dict[str, Any]] = {}
     grids = {
