@@ -54,8 +54,8 @@ def grid(
             },
             "data": {"kind": "jsonl", "path": str(train_file)},
             "finetune": "full" if cpu else "lora",
-            "max_steps": 16 if cpu else 3000,
-            "save_steps": 8 if cpu else 500,
+            "max_steps": 10 if cpu else 3000,
+            "save_steps": 10 if cpu else 500,
             "batch_size": 8 if cpu else 16,
             "learning_rate": 5e-3 if cpu else 2e-4,
             "seed": seed,
@@ -83,7 +83,7 @@ def run(
     vqa_train, vqa_test = G.prepare_vqa_rad(out_dir, seed)
     cov_train, cov_test = G.prepare_covid(out_dir, seed)
     cov_task = G.covid_task(out_dir, cov_test)
-    eval_limit = limit if limit is not None else (40 if preset == "cpu" else None)
+    eval_limit = limit if limit is not None else (30 if preset == "cpu" else None)
     chosen = aligners or ALIGNERS
     results: dict[str, dict[str, Any]] = {}
     grids = {
