@@ -125,11 +125,28 @@ def accuracy_from(results_file: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _accuracy(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "results.json" if folder.is_dir() else folder
+    return accuracy_from(path) if path.is_file() else []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--experiments", type=Path, nargs="*", default=[])
+    parser.add_argument(
+        "--accuracy-only",
+        action="store_true",
+        help="Keep the speed figures of the existing mllm.json; only refresh the VQA-RAD rows.",
+    )
     args = parser.parse_args()
+    if args.accuracy_only:
+        from _common import RESULTS
+
+        result = json.loads((RESULTS / "mllm.json").read_text())
+        result["vqa_rad"] = [row for f in args.experiments for row in _accuracy(f)]
+        write_json("mllm.json", result)
+        return
     load_before = os.getloadavg()
     started = time.perf_counter()
     rows = []
@@ -141,11 +158,7 @@ def main() -> None:
             keys = ("encoder", "aligner", "train_images_per_s", "generation_tokens_per_s")
             print(json.dumps({k: row[k] for k in keys}), flush=True)
             rows.append(row)
-    accuracy = []
-    for folder in args.experiments:
-        path = folder / "results.json" if folder.is_dir() else folder
-        if path.is_file():
-            accuracy += accuracy_from(path)
+    accuracy = [row for f in args.experiments for row in _accuracy(f)]
     result = {
         "benchmark": "mllm",
         "note": "tiny random LLM (hidden 64), 112 px, batch 8, CPU; speeds under the load shown; "
