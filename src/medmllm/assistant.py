@@ -11,12 +11,19 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from medmllm.answers import Answer, check_question
 from medmllm.models.context import pack, trim_history
-from medmllm.models.generator import Generator, Message, SamplingParams, Usage, load_generator
+from medmllm.models.generator import (
+    Generator,
+    ImageInput,
+    Message,
+    SamplingParams,
+    Usage,
+    load_generator,
+)
 from medmllm.prompts.rag import RAG_SYSTEM_PROMPT, build_rag_messages
 from medmllm.prompts.system import MEDICAL_SYSTEM_PROMPT, build_messages
 from medmllm.rag.citations import grounded_extra, retrieve
@@ -70,8 +77,9 @@ class Assistant:
         max_tokens: int = 256,
         temperature: float = 0.0,
         seed: int | None = None,
+        images: Sequence[ImageInput] | None = None,
     ) -> Iterator[str | Answer]:
-        """Yield text deltas, then the final :class:`Answer`."""
+        """Yield text deltas, then the final :class:`Answer` (``images``: multimodal models)."""
         question = check_question(question)
         SamplingParams(max_tokens=max_tokens, temperature=temperature)  # validate before loading
         start = time.perf_counter()
@@ -96,7 +104,7 @@ class Assistant:
         parts: list[str] = []
         usage, finish = Usage(), "stop"
         for chunk in self.generator.stream(
-            messages, max_tokens=max_tokens, temperature=temperature, seed=seed
+            messages, images, max_tokens=max_tokens, temperature=temperature, seed=seed
         ):
             if chunk.text:
                 if ttft is None:

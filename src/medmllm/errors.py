@@ -123,6 +123,8 @@ class VectorExtensionError(MedMLLMError):
 
 class ShardMismatchError(MedMLLMError):
     """Evaluation shards to merge come from different configs, or shards are missing."""
+
+
 # -- train ------------------------------------------------------------------------------------
 class RunMismatchError(ConfigError):
     """A run folder was made by a different config than the one asked to resume it."""
@@ -134,3 +136,24 @@ class CheckpointWriteError(MedMLLMError, OSError):
 
 class NotAnAdapterError(InvalidModelFileError):
     """A folder given for merge/export is neither a LoRA adapter nor a saved model."""
+
+
+# --- mllm room (images, vision encoders, aligners, multimodal models) ---------------------------
+class ImageError(MedMLLMError, ValueError):
+    """An image (PNG/JPEG/DICOM) could not be read: corrupt, unsupported or missing pixels."""
+
+
+class ImageNotFoundError(ImageError, FileNotFoundError):
+    """An image path does not exist."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image exceeds the pixel-count limit (or its header claims a decompression bomb)."""
+
+
+class DicomError(ImageError):
+    """A DICOM file has no pixel data, an unsupported transfer syntax or bad attributes."""
+
+
+class CheckpointMismatchError(MedMLLMError):
+    """A model folder's config does not match the weights stored beside it."""

@@ -45,9 +45,16 @@ def ask(
     dtype: str | None = DTYPE_OPT,
     model_arg: list[str] = MODEL_ARG_OPT,
     timeout: float | None = TIMEOUT_OPT,
+    image: str | None = typer.Option(
+        None, "--image", help="PNG/JPEG/DICOM image for a multimodal model (MedMLLM folder)."
+    ),
 ) -> None:
     """Answer a medical question (streams the answer as it is generated)."""
     check_question(question)
+    if image is not None:  # fail on a bad image before loading a model
+        from medmllm.models.imaging import load_image
+
+        load_image(image)
     SamplingParams(max_tokens=max_tokens, temperature=temperature)  # fail before loading a model
     options = generator_options(
         base_url=base_url, device=device, dtype=dtype, model_args=model_arg, timeout=timeout
@@ -60,7 +67,10 @@ def ask(
     console = Console(highlight=False)
     final: Answer | None = None
     try:
-        for item in bot.stream(question, max_tokens=max_tokens, temperature=temperature):
+        images = [image] if image is not None else None
+        for item in bot.stream(
+            question, max_tokens=max_tokens, temperature=temperature, images=images
+        ):
             if isinstance(item, Answer):
                 final = item
             elif not as_json:

@@ -61,6 +61,8 @@ selective accuracy {{ t.calibration.selective }}</p>{% endif %}
 {{ t.debiased.cost_factor }}× the scoring calls): accuracy {{ t.debiased.acc }},
 predictions {{ t.debiased.dist }}, {{ t.debiased.changed }} answers changed.</p>{% endif %}
 {% if t.bias %}<p>Bias (flip rate / accuracy gap): {{ t.bias }}</p>{% endif %}
+{% if t.blind %}<p>Image-blind control (blank image; image gain = with image − blind, paired,
+95% CI): {{ t.blind }}</p>{% endif %}
 {% endfor %}
 </body></html>
 """
@@ -317,6 +319,11 @@ def render_report(runs: Sequence[dict[str, Any]]) -> str:
                     }
                     if deb
                     else None,
+                    "blind": "; ".join(
+                        f"{k}: blind {_fmt(s['blind_control']['metrics'][k].get('value'))}, "
+                        f"gain {_fmt(g['value'])} {_ci(g['ci'])}"
+                        for k, g in (s.get("blind_control") or {}).get("image_gain", {}).items()
+                    ),
                     "bias": "; ".join(
                         f"{a}: {d['flip_rate']['value']:.2f} / {d['accuracy_gap']:.2f} (n={d['n']})"
                         for a, d in bias.items()

@@ -409,6 +409,12 @@ def run_task(evaluator: Evaluator, task: Task, options: EvalOptions) -> dict[str
     debiased = _debiased(task, items, preds, options.seed)
     if debiased is not None:
         result["debiased"] = debiased
+    if task.config.output_type == "vqa" and evaluator.model.supports_images:
+        from medmllm.eval.blind import blind_control  # image-blind control: the image's gain
+
+        result["blind_control"] = blind_control(
+            evaluator, task, items, exemplars, preds, seed=options.seed
+        )
     if options.bias and task.config.bias_swaps:
         from medmllm.eval.bias import run_bias
 

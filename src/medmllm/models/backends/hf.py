@@ -134,6 +134,17 @@ class HFGenerator(BaseGenerator):
 
     backend = "hf"
 
+    def __new__(cls, model: str | None = None, **options: Any) -> Any:
+        # A MedMLLM folder (vision encoder + aligner + LLM) is served by its own generator.
+        if cls is HFGenerator and model is not None:
+            from medmllm.models.mllm import is_mllm_folder
+
+            if is_mllm_folder(model):
+                from medmllm.models.backends.mllm import MLLMGenerator
+
+                return MLLMGenerator(model, **options)
+        return super().__new__(cls)
+
     def __init__(
         self,
         model: str | None = None,

@@ -85,6 +85,8 @@ class OpenAIGenerator(BaseGenerator):
     """
 
     backend = "openai"
+    # Images go out as image_url data URLs; a text-only server answers with an error.
+    supports_images = True
 
     def __init__(
         self,
@@ -191,7 +193,7 @@ class OpenAIGenerator(BaseGenerator):
     ) -> Iterator[StreamChunk]:
         kwargs: dict[str, Any] = {
             "model": self.model_id,
-            "messages": [m.to_dict() for m in messages],
+            "messages": _with_images([m.to_dict() for m in messages], images),
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -320,3 +322,15 @@ class OpenAIGenerator(BaseGenerator):
 
 class _ListPromptUnsupported(Exception):
     """The server answered a list prompt with a different number of choices."""
+
+
+def _with_images(messages: list[dict[str, Any]], images: Sequence[ImageInput] | None) -> Any:
+    """Attach images to the first user turn as ``image_url`` data URLs (how vLLM takes them)."""
+    if not images:
+        return messages
+    from medmllm.models.imaging import to_data_url
+
+    first = next(i for i, m in enumerate(messages) if m["role"] == "user")
+    parts: list[dict[str, Any]] = [{"type": "text", "text": messages[first]["content"]}]
+    parts += [{"type": "image_url", "image_url": {"url": to_data_url(im)}} for im in images]
+    return [*messages[:first], {"role": "user", "content": parts}, *messages[first + 1 :]]
