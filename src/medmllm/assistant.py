@@ -13,11 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medmllm.errors import InvalidRequestError
 from medmllm.models.generator import BaseGenerator, Message, SamplingParams, Usage, load_generator
 from medmllm.prompts.system import MEDICAL_SYSTEM_PROMPT, build_messages
+
+if TYPE_CHECKING:
+    from medmllm.safety.guard import Guard
 
 
 @dataclass
@@ -66,6 +69,9 @@ class Assistant:
         retriever: an opened index or retriever (``search(query, k)``); when given, answers are
             grounded in the top-``k`` passages and carry citations and a grounding score.
         k: passages retrieved per question.
+        guard: a :class:`~medmllm.safety.guard.Guard`: a crisis turn gets a safe-messaging reply
+            instead of a model answer, and every answer is audited without PHI.
+        user: who asks (hashed in the audit log).
     """
 
     def __init__(
@@ -76,8 +82,12 @@ class Assistant:
         keep_history: bool = False,
         retriever: Any = None,
         k: int = 3,
+        guard: Guard | None = None,
+        user: str | None = None,
     ) -> None:
         self.generator = generator
+        self.guard = guard
+        self.user = user
         self.retriever = retriever
         self.k = k
         if system_prompt is None:
@@ -108,16 +118,27 @@ class Assistant:
         question = check_question(question)
         SamplingParams(max_tokens=max_tokens, temperature=temperature)  # validate before loading
         start = time.perf_counter()
+        if self.guard is not None:
+            verdict = self.guard.check(question)
+            if verdict.reply is not None:
+                yield verdict.reply
+                yield self._guarded(question, verdict.reply, verdict.crisis, start)
+                return
+            question_for_model = self.guard.model_input(question)
+        else:
+            question_for_model = question
         hits: list[Any] = []
         if self.retriever is not None:
             from medmllm.prompts.rag import build_rag_messages
             from medmllm.rag.answer import retrieve
 
-            hits = retrieve(self.retriever, question, self.k)
+            hits = retrieve(self.retriever, question_for_model, self.k)
             passages = [(h.chunk.title, h.chunk.text) for h in hits]
-            messages = build_rag_messages(question, passages, self.history, self.system_prompt)
+            messages = build_rag_messages(
+                question_for_model, passages, self.history, self.system_prompt
+            )
         else:
-            messages = build_messages(question, self.history, self.system_prompt)
+            messages = build_messages(question_for_model, self.history, self.system_prompt)
         ttft = None
         parts: list[str] = []
         usage, finish = Usage(), "stop"
@@ -141,6 +162,15 @@ class Assistant:
             from medmllm.rag.answer import grounded_extra
 
             extra = grounded_extra(text, hits)
+        if self.guard is not None:
+            self.guard.audit(
+                prompt=question,
+                user=self.user,
+                model=self.generator.model_id,
+                latency_s=time.perf_counter() - start,
+                citations=[c["n"] for c in extra.get("citations", [])],
+                grounding=(extra.get("grounding") or {}).get("score"),
+            )
         yield Answer(
             question=question,
             answer=text,
@@ -151,6 +181,28 @@ class Assistant:
             ttft_s=ttft,
             finish_reason=finish,
             extra=extra,
+        )
+
+    def _guarded(self, question: str, reply: str, crisis: Any, start: float) -> Answer:
+        """The answer to a flagged turn: the safe-messaging reply, audited, never the model's."""
+        assert self.guard is not None
+        latency = time.perf_counter() - start
+        self.guard.audit(
+            prompt=question,
+            user=self.user,
+            model=self.generator.model_id,
+            latency_s=latency,
+            crisis=crisis,
+            status="crisis",
+        )
+        return Answer(
+            question=question,
+            answer=reply,
+            model=self.generator.model_id,
+            backend=self.generator.backend,
+            usage=Usage(),
+            latency_s=latency,
+            extra={"crisis": crisis.to_dict()},
         )
 
     def ask(self, question: str, **kwargs: Any) -> Answer:

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import re
 import threading
@@ -122,11 +123,19 @@ def _offline_tldextract() -> None:
 _ENGINE_LOCK = threading.Lock()
 
 
+def _quiet_presidio() -> None:
+    """Presidio logs the analysed text (context words, entities) at DEBUG: PHI in logs. Its
+    loggers are pinned to WARNING so a DEBUG root logger cannot turn that on."""
+    for name in ("presidio-analyzer", "presidio-anonymizer"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @lru_cache(maxsize=1)
 def build_analyzer() -> Any:
     """Presidio's AnalyzerEngine with the offline spaCy model and the medical recognizers."""
     with _ENGINE_LOCK:
         _offline_tldextract()
+        _quiet_presidio()
         try:
             from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
             from presidio_analyzer.nlp_engine import NlpEngineProvider
