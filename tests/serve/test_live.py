@@ -54,14 +54,16 @@ def test_slow_body_times_out_and_frees_the_worker(tmp_path: Path) -> None:
 def test_concurrency_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
     gen = SlowScripted(words=40, delay=0.05)
     with live_server(make_app(gen, tmp_path, max_inflight=1)) as base:
-        with httpx.Client(timeout=10) as client:
-            with client.stream("POST", base + "/v1/chat/completions", json=chat(stream=True)) as r:
-                chunks = r.iter_bytes()  # keep a reference: a collected iterator hangs up
-                next(chunks)
-                busy = httpx.post(base + "/v1/chat/completions", json=chat(), timeout=10)
-                assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
-                for _ in chunks:
-                    pass
+        with (
+            httpx.Client(timeout=10) as client,
+            client.stream("POST", base + "/v1/chat/completions", json=chat(stream=True)) as r,
+        ):
+            chunks = r.iter_bytes()  # keep a reference: a collected iterator hangs up
+            next(chunks)
+            busy = httpx.post(base + "/v1/chat/completions", json=chat(), timeout=10)
+            assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
+            for _ in chunks:
+                pass
         assert_healthy(base)
         assert httpx.post(base + "/v1/chat/completions", json=chat(), timeout=10).status_code == 200
 
@@ -73,12 +75,14 @@ def test_64_streams_dropped_midway(tmp_path: Path) -> None:
 
         def drop() -> None:
             try:
-                with httpx.Client(timeout=30) as client:
-                    with client.stream(
+                with (
+                    httpx.Client(timeout=30) as client,
+                    client.stream(
                         "POST", base + "/v1/chat/completions", json=chat(stream=True)
-                    ) as r:
-                        assert r.status_code == 200
-                        next(r.iter_bytes())  # read one event, then hang up
+                    ) as r,
+                ):
+                    assert r.status_code == 200
+                    next(r.iter_bytes())  # read one event, then hang up
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
