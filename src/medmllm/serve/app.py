@@ -334,8 +334,8 @@ def create_app(
 
     @app.on_event("shutdown")
     async def _shutdown() -> None:
+        # The audit log stays open: every record is already fsync'd, and an app may restart.
         state.runner.shutdown()
-        guard.close()
 
     app.add_middleware(_MetricsMiddleware, state=state)
     app.add_middleware(_SlowBodyMiddleware, timeout_s=config.body_timeout_s)

@@ -62,7 +62,15 @@ class ModelRunner:
         self.timeout_s = timeout_s
         self.inflight = 0
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medmllm-model")
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:  # (re)created on demand: an app may be started and stopped repeatedly
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="medmllm-model"
+                )
+            return self._executor
 
     def admit(self) -> Slot:
         with self._lock:
@@ -74,7 +82,7 @@ class ModelRunner:
     async def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn(*args)`` on the model thread with a deadline."""
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, fn, *args)
+        fut = loop.run_in_executor(self._pool(), fn, *args)
         try:
             return await asyncio.wait_for(fut, timeout or self.timeout_s)
         except TimeoutError:
@@ -111,7 +119,7 @@ class ModelRunner:
                         it.close()  # the backend stops generating (hf: its cancel event)
                 put("done", None)
 
-        loop.run_in_executor(self._executor, produce)
+        loop.run_in_executor(self._pool(), produce)
         deadline = loop.time() + (timeout or self.timeout_s)
         try:
             while True:
@@ -131,4 +139,7 @@ class ModelRunner:
             cancel.set()
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            pool, self._executor = self._executor, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
