@@ -195,6 +195,9 @@ def build_analyzer() -> Any:
         return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
 
 
+_STATE_CODE = re.compile(r"[A-Z]{2}")
+# Labels the small spaCy model tags as PERSON/ORG ("DOB", "SSN").
+_NOT_NAMES = frozenset(["DOB", "SSN", "MRN", "NPI", "DEA", "VIN", "HPI", "ROS", "PMH", "BP", "HR"])
 _FAX_CONTEXT = re.compile(r"\bfax\b|\bf\s*[:#]\s*$", re.I)
 _NAME_STOP = frozenset(
     [
@@ -266,6 +269,20 @@ class Deidentifier:
                 continue
             if kind == "PHONE" and _FAX_CONTEXT.search(text[max(0, start - 12) : start]):
                 kind = "FAX"
+            value = text[start:end]
+            if kind == "LOCATION" and _STATE_CODE.fullmatch(value):
+                continue  # states are not identifiers under Safe Harbor ("Boston, MA 02115")
+            if kind == "NAME" and (
+                value in _NAME_STOP
+                or value.upper() in _NOT_NAMES
+                or _STATE_CODE.fullmatch(value)
+                or (" " not in value and text[end : end + 1] == ":")  # a field label
+            ):
+                continue
+            if (start > 0 and text[start - 1].isalnum() and text[start].isalnum()) or (
+                end < len(text) and text[end].isalnum() and text[end - 1].isalnum()
+            ):
+                continue  # a match inside a longer token (e.g. a licence shape inside an id)
             spans.append(PhiSpan(kind, start, end, float(r.score)))
         if self.config.propagate_names:
             spans += _propagate_names(text, spans)

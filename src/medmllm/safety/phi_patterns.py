@@ -58,12 +58,14 @@ _STREET_SUFFIX = (
     r"Camp|Canyon|Cape|Causeway|Centers?|Cliffs?|Club|Common|Corners?|Course|Courts|Coves?|"
     r"Creek|Crescent|Crest|Curve|Dale|Dam|Divide|Drives|Bluffs?|Bottom|Branch|Bridge|Brooks?|"
     r"Burgs?|Beach|Bend|Arcade|Anex|Shoal|Station|Roads|Plain|Lock|Key|Light|Mill|Isles|"
-    r"Inlet|Hollow|Harbor|Grove|Glen|Garden|Crossroad|Wall|Well)"
+    r"Inlet|Hollow|Harbor|Grove|Glen|Garden|Crossroads?|Wall|Well|Runs?|Viaduct|Via|Squares|"
+    r"Spurs|Throughway|Trace|Tracks|Trails|Turnpikes|Vly|Unions|Roads|Streets|Routes|Ways|"
+    r"Circles|Drives|Lanes|Plazas|Rue|Close|Gardens)"
 )
 _CAP = r"[A-Z][A-Za-z'\-]+"
 _STATE = (
     r"(?:A[LKZR]|C[AOT]|D[EC]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|PA|RI|"
-    r"S[CD]|T[NX]|UT|V[AT]|W[AIVY]|PR|GU|VI|AS|MP|AA|AE|AP)"
+    r"S[CD]|T[NX]|UT|V[AT]|W[AIVY]|PR|GU|VI|AS|MP|AA|AE|AP|FM|MH|PW)"
 )
 _ID = r"[A-Z0-9][A-Z0-9\-]{3,24}[0-9][A-Z0-9]*"
 _SEP = r"\s*(?:No\.?|Number|Num|#|ID)?\s*[:#]?\s*"
@@ -163,6 +165,12 @@ PATTERNS: tuple[PhiPattern, ...] = (
         rf"(?:{_CAP}\s+){{0,3}}{_STREET_SUFFIX}\.?"
         r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|Fl|Floor|#)\.?\s*#?\s*[A-Z0-9-]+)?)\b",
     ),
+    _p(
+        "url",
+        r"(?P<URL>\b(?:https?://|www\.)[^\s<>\"']+[^\s<>\"'.,;:!?)\]])",
+        score=0.95,
+        flags=re.I,
+    ),
     _p("po_box", r"\b(?P<ADDRESS>P\.?\s?O\.?\s+Box\s+\d+)\b", flags=re.I),
     _p(
         "city_state_zip",
@@ -226,6 +234,7 @@ PATTERNS: tuple[PhiPattern, ...] = (
         "name_label",
         r"\b(?:Patient|Pt|Name|Patient\s+Name|Attending|Physician|Provider|Referring|PCP|"
         r"Seen\s+by|Signed\s+by|Contact|Emergency\s+Contact|Mother|Father|Spouse|Guardian)\s*[:]\s*"
+        r"(?:(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof)\.?\s+)?"
         rf"(?P<NAME>{_CAP}(?:\s+{_CAP}\.?){{0,3}})",
         score=0.9,
     ),
