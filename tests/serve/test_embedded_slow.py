@@ -89,41 +89,68 @@ def test_openai_backend_scores_like_local(server: str, hf_generator: BaseGenerat
         assert math.isclose(a, b, abs_tol=1e-3), (local, served)
 
 
-def test_eval_through_server_matches_local(server: str, shared_data: Path, tmp_path: Path) -> None:
+@pytest.mark.timeout(2400)
+def test_eval_through_server_matches_local(
+    server: str, hf_generator: BaseGenerator, shared_data: Path, tmp_path: Path
+) -> None:
     """`medmllm eval --backend openai` on 50 MedMCQA questions: same predictions as local."""
-    env = {**os.environ, "MEDMLLM_HOME": os.environ["MEDMLLM_HOME"]}
-    outs = {}
-    for name, extra in [
-        ("local", ["--backend", "hf"]),
-        ("served", ["--backend", "openai", "--base-url", server]),
-    ]:
-        out = tmp_path / name
-        cmd = [
-            sys.executable,
-            "-m",
-            "medmllm.cli.main",
-            "eval",
-            "-t",
-            "medmcqa",
-            "--limit",
-            "50",
-            "-o",
-            str(out),
-            "--no-cache",
-            "-q",
-            *extra,
-        ]
-        start = time.monotonic()
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
-        assert res.returncode == 0, res.stderr[-2000:]
-        outs[name] = (out, time.monotonic() - start)
     import json
 
-    def preds(out: Path) -> list:
-        results = json.loads((out / "results.json").read_text())
-        task = next(iter(results["tasks"].values()))
-        return [row.get("pred") for row in task["items"]]
+    from medmllm.eval.runner import EvalOptions, run_eval
 
-    local, served = preds(outs["local"][0]), preds(outs["served"][0])
-    assert len(local) == 50 and local == served
+    local = run_eval(["medmcqa"], hf_generator, EvalOptions(limit=50), cache_path=":memory:")
+    out = tmp_path / "served"
+    cmd = [sys.executable, "-m", "medmllm.cli.main", "eval", "-t", "medmcqa", "--limit", "50",
+           "-o", str(out), "--no-cache", "-q", "--backend", "openai", "--base-url", server]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=2300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    served = json.loads((out / "results.json").read_text())
+    local_preds = [row.get("pred") for row in local["tasks"]["medmcqa"]["items"]]
+    served_preds = [row.get("pred") for row in served["tasks"]["medmcqa"]["items"]]
+    assert len(local_preds) == 50 and local_preds == served_preds
     assert httpx.get(server.removesuffix("/v1") + "/healthz").status_code == 200
+
+
+def test_medmllm_serve_cli_with_api_key(tmp_path: Path) -> None:
+    """`medmllm serve` as users run it; the official client streams an answer with a key."""
+    import openai
+
+    from tests.engines import free_port
+
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    env = {**os.environ, "MEDMLLM_API_KEYS": "team-key-1,team-key-2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medmllm.cli.main", "serve", "--backend", "hf", "--port",
+         str(port), "--audit", str(tmp_path / "audit.jsonl"), "--no-web"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "serve.log"
+            ).read_text()[-2000:]
+            time.sleep(0.5)
+        assert httpx.get(base + "/v1/models").status_code == 401
+        client = openai.OpenAI(base_url=base + "/v1", api_key="team-key-2", max_retries=0)
+        stream = client.chat.completions.create(
+            model=client.models.list().data[0].id,
+            messages=[{"role": "user", "content": "What is a normal resting heart rate?"}],
+            max_tokens=16,
+            stream=True,
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert text.strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    logged = (tmp_path / "serve.log").read_text() + (tmp_path / "audit.jsonl").read_text()
+    assert "team-key" not in logged
