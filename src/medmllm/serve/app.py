@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -243,7 +244,15 @@ def create_app(
     config = config or ServeConfig()
     guard = guard or Guard(config.guard)
     state = ServerState(config, generator, guard)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # The audit log stays open: every record is already fsync'd, and an app may restart.
+        state.runner.shutdown()
+
     app = FastAPI(
+        lifespan=lifespan,
         max_body_size=config.max_body_bytes,
         title="medmllm",
         version="1",
@@ -331,11 +340,6 @@ def create_app(
 
     if config.web_ui and WEB_DIR.is_dir():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
-
-    @app.on_event("shutdown")
-    async def _shutdown() -> None:
-        # The audit log stays open: every record is already fsync'd, and an app may restart.
-        state.runner.shutdown()
 
     app.add_middleware(_MetricsMiddleware, state=state)
     app.add_middleware(_SlowBodyMiddleware, timeout_s=config.body_timeout_s)
