@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medmllm.answers import Answer, check_question
 from medmllm.models.context import pack, trim_history
@@ -32,6 +32,9 @@ from medmllm.safety.advice import check_advice
 
 __all__ = ["Answer", "Assistant", "check_question"]
 
+if TYPE_CHECKING:
+    from medmllm.safety.guard import Guard
+
 
 class Assistant:
     """A generator with the medical system prompt and an optional conversation history.
@@ -45,6 +48,9 @@ class Assistant:
             given, answers are grounded in the top-``k`` passages and carry citations and a
             grounding score.
         k: passages retrieved per question.
+        guard: a :class:`~medmllm.safety.guard.Guard`: a crisis turn gets a safe-messaging reply
+            instead of a model answer, and every answer is audited without PHI.
+        user: who asks (hashed in the audit log).
     """
 
     def __init__(
@@ -55,8 +61,12 @@ class Assistant:
         keep_history: bool = False,
         retriever: Retriever | None = None,
         k: int = 3,
+        guard: Guard | None = None,
+        user: str | None = None,
     ) -> None:
         self.generator = generator
+        self.guard = guard
+        self.user = user
         self.retriever = retriever
         self.k = k
         if system_prompt is None:
@@ -83,23 +93,34 @@ class Assistant:
         question = check_question(question)
         SamplingParams(max_tokens=max_tokens, temperature=temperature)  # validate before loading
         start = time.perf_counter()
+        if self.guard is not None:
+            verdict = self.guard.check(question)
+            if verdict.reply is not None:
+                yield verdict.reply
+                yield self._guarded(question, verdict.reply, verdict.crisis, start)
+                return
+            question_for_model = self.guard.model_input(question)
+        else:
+            question_for_model = question
         hits: list[Hit] = []
         fitted: dict[str, int] = {}  # what was left out to fit the context window (counts)
         if self.retriever is not None:
-            hits = retrieve(self.retriever, question, self.k)
+            hits = retrieve(self.retriever, question_for_model, self.k)
 
             def build(kept: list[Any]) -> list[Message]:
                 passages = [(h.chunk.title, h.chunk.text) for h in kept]
-                return build_rag_messages(question, passages, self.history, self.system_prompt)
+                return build_rag_messages(
+                    question_for_model, passages, self.history, self.system_prompt
+                )
 
             fitted["history_dropped"] = self._trim(lambda _: build([]), max_tokens)
             hits, fitted["passages_dropped"] = pack(self.generator, hits, build, max_tokens)
             messages = build(hits)
         else:
             fitted["history_dropped"] = self._trim(
-                lambda h: build_messages(question, h, self.system_prompt), max_tokens
+                lambda h: build_messages(question_for_model, h, self.system_prompt), max_tokens
             )
-            messages = build_messages(question, self.history, self.system_prompt)
+            messages = build_messages(question_for_model, self.history, self.system_prompt)
         ttft = None
         parts: list[str] = []
         usage, finish = Usage(), "stop"
@@ -123,6 +144,15 @@ class Assistant:
             extra = grounded_extra(text, hits)
         extra.update({k: v for k, v in fitted.items() if v})
         extra["advice_check"] = check_advice(text).to_dict()
+        if self.guard is not None:
+            self.guard.audit(
+                prompt=question,
+                user=self.user,
+                model=self.generator.model_id,
+                latency_s=time.perf_counter() - start,
+                citations=[c["n"] for c in extra.get("citations", [])],
+                grounding=(extra.get("grounding") or {}).get("score"),
+            )
         yield Answer(
             question=question,
             answer=text,
@@ -138,6 +168,28 @@ class Assistant:
     def _trim(self, build: Any, max_tokens: int) -> int:
         """Drop the oldest turns (chat) until the prompt fits; a lone question is checked later."""
         return trim_history(self.generator, self.history, build, max_tokens)
+
+    def _guarded(self, question: str, reply: str, crisis: Any, start: float) -> Answer:
+        """The answer to a flagged turn: the safe-messaging reply, audited, never the model's."""
+        assert self.guard is not None
+        latency = time.perf_counter() - start
+        self.guard.audit(
+            prompt=question,
+            user=self.user,
+            model=self.generator.model_id,
+            latency_s=latency,
+            crisis=crisis,
+            status="crisis",
+        )
+        return Answer(
+            question=question,
+            answer=reply,
+            model=self.generator.model_id,
+            backend=self.generator.backend,
+            usage=Usage(),
+            latency_s=latency,
+            extra={"crisis": crisis.to_dict()},
+        )
 
     def ask(self, question: str, **kwargs: Any) -> Answer:
         """Answer one question (see :meth:`stream` for the options)."""

@@ -1,0 +1,361 @@
+"""The FastAPI application behind ``medmllm serve``: OpenAI routes, /v1/ask, /v1/deid, web UI.
+
+Hardening, all configurable in :class:`ServeConfig`: API keys stored as SHA-256 hashes and
+compared in constant time; a request-body limit (413) and a deadline for receiving the body
+(408, so a slow client cannot hold a worker); image size / pixel limits; a per-request deadline
+(504); a concurrency limit (429 + ``Retry-After``); CORS off unless origins are listed; errors as
+OpenAI-style JSON without stack traces or echoed input (prompts may hold PHI). Every answered
+request is audited through :class:`~medmllm.safety.guard.Guard` (hashed user, scrubbed prompt).
+
+Example:
+    >>> from medmllm.serve.app import ServeConfig, create_app
+    >>> app = create_app(ServeConfig(api_keys=["secret"]), generator=my_generator)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi import HTTPException as FastAPIHTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from medmllm.errors import MedMLLMError, UnsupportedInputError
+from medmllm.models.generator import BaseGenerator
+from medmllm.safety.guard import Guard, GuardConfig
+from medmllm.serve.runtime import DeadlineError, ModelRunner, TooBusyError
+
+log = logging.getLogger("medmllm.serve")
+WEB_DIR = Path(__file__).with_name("web")
+
+
+class ServeConfig(BaseModel):
+    """Settings of one server process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field("", description="Name served in /v1/models (default: the model id).")
+    api_keys: list[str] = Field(
+        default_factory=list, description="Plain API keys; hashed at start-up, never kept."
+    )
+    api_key_hashes: list[str] = Field(
+        default_factory=list, description="SHA-256 hex digests of accepted API keys."
+    )
+    max_body_bytes: int = Field(8_000_000, ge=1_024, description="Largest request body (413).")
+    body_timeout_s: float = Field(10.0, gt=0, description="Time to receive a body (408).")
+    max_image_bytes: int = Field(5_000_000, ge=1_024, description="Largest decoded image.")
+    max_image_pixels: int = Field(25_000_000, ge=1, description="Most pixels per image (bombs).")
+    max_images: int = Field(4, ge=0, description="Images per request.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Deadline of one request (504).")
+    max_inflight: int = Field(32, ge=1, description="Requests admitted at once; more get 429.")
+    max_tokens_limit: int = Field(2048, ge=1, description="Upper bound on max_tokens.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Allowed browser origins; empty = CORS off."
+    )
+    index: str | None = Field(None, description="Retrieval index used by /v1/ask (None: no RAG).")
+    top_k: int = Field(3, ge=1, le=20, description="Passages retrieved per /v1/ask question.")
+    web_ui: bool = Field(True, description="Serve the web UI at /.")
+    guard: GuardConfig = Field(
+        default_factory=GuardConfig, description="Crisis check, PHI scrubbing and audit log."
+    )
+
+    def key_hashes(self) -> list[str]:
+        return [hash_key(k) for k in self.api_keys] + [h.lower() for h in self.api_key_hashes]
+
+
+def hash_key(key: str) -> str:
+    """How API keys are stored: the hex SHA-256 of the key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class ApiError(Exception):
+    """An error answered as OpenAI-style JSON."""
+
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", **headers: str
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.headers = headers
+
+
+def error_response(status: int, message: str, kind: str, headers: dict[str, str] | None = None):
+    body = {"error": {"message": message, "type": kind, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class ServerState:
+    """What the routes share: config, model runner, guard, metrics."""
+
+    def __init__(self, config: ServeConfig, generator: BaseGenerator, guard: Guard) -> None:
+        self.config = config
+        self.generator = generator
+        self.model_name = config.model_name or generator.model_id
+        self.runner = ModelRunner(config.max_inflight, config.request_timeout_s)
+        self.guard = guard
+        self.key_hashes = config.key_hashes()
+        self._retriever: Any = None
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "medmllm_requests",
+            "Requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "medmllm_request_seconds", "Request latency", ["route"], registry=self.registry
+        )
+        self.tokens = Counter(
+            "medmllm_generated_tokens", "Completion tokens generated", registry=self.registry
+        )
+        self.inflight = Gauge("medmllm_inflight", "Admitted requests", registry=self.registry)
+        self.inflight.set_function(lambda: self.runner.inflight)
+        self.crisis = Counter(
+            "medmllm_crisis_flags", "Crisis-flagged turns", registry=self.registry
+        )
+
+    def retriever(self) -> Any:
+        if self.config.index is None:
+            return None
+        if self._retriever is None:
+            from medmllm.rag.index import indexes_root, open_index
+            from medmllm.rag.starter import STARTER_INDEX, build_starter_index
+
+            if self.config.index == STARTER_INDEX and not (indexes_root() / STARTER_INDEX).exists():
+                build_starter_index(progress=False)
+            self._retriever = open_index(self.config.index)
+        return self._retriever
+
+
+# -- security ---------------------------------------------------------------------------------
+def _presented_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def require_key(request: Request) -> str | None:
+    """The caller's key hash (for the audit log) or 401; constant-time over every stored hash."""
+    state: ServerState = request.app.state.medmllm
+    if not state.key_hashes:
+        return None
+    key = _presented_key(request)
+    if not key:
+        raise ApiError(401, "missing API key (Authorization: Bearer KEY)", "authentication_error")
+    digest = hash_key(key)
+    ok = False
+    for stored in state.key_hashes:  # no early exit: timing does not reveal which one matched
+        ok |= hmac.compare_digest(digest, stored)
+    if not ok:
+        log.warning("rejected API key sha256:%s", digest[:12])
+        raise ApiError(401, "invalid API key", "authentication_error")
+    return digest
+
+
+class _SlowBodyMiddleware:
+    """Pure ASGI: a body that does not arrive within ``timeout_s`` is answered 408.
+
+    The deadline covers only reading the request body, so a slow (or malicious) client cannot
+    hold a worker; streaming responses are not affected. Size limits are FastAPI's own
+    ``max_body_size`` (413).
+    """
+
+    def __init__(self, app: Any, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        done = False
+
+        async def timed_receive() -> dict:
+            nonlocal done
+            if done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+            except TimeoutError:
+                raise FastAPIHTTPException(408, "request body not received in time") from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                done = True
+            return message
+
+        await self.app(scope, timed_receive, send)
+
+
+class _MetricsMiddleware:
+    """Pure ASGI (no body buffering): request counts and latency by route template."""
+
+    def __init__(self, app: Any, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def tracking_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "other")
+            self.state.requests.labels(path, str(status[0])).inc()
+            self.state.latency.labels(path).observe(time.perf_counter() - start)
+
+
+# -- app --------------------------------------------------------------------------------------
+def create_app(
+    config: ServeConfig | None = None,
+    *,
+    generator: BaseGenerator,
+    guard: Guard | None = None,
+) -> FastAPI:
+    """Build the application around one generator (from ``load_generator``)."""
+    config = config or ServeConfig()
+    guard = guard or Guard(config.guard)
+    state = ServerState(config, generator, guard)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # The audit log stays open: every record is already fsync'd, and an app may restart.
+        state.runner.shutdown()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        max_body_size=config.max_body_bytes,
+        title="medmllm",
+        version="1",
+        description="OpenAI-compatible medical LLM server with grounding, de-identification and "
+        "crisis safety.",
+    )
+    app.state.medmllm = state
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.kind, exc.headers or None)
+
+    @app.exception_handler(TooBusyError)
+    async def _busy(request: Request, exc: TooBusyError) -> JSONResponse:
+        return error_response(
+            429, "server busy, retry shortly", "rate_limit_error", {"Retry-After": "1"}
+        )
+
+    @app.exception_handler(DeadlineError)
+    async def _deadline(request: Request, exc: DeadlineError) -> JSONResponse:
+        return error_response(504, "request timed out", "timeout_error")
+
+    @app.exception_handler(UnsupportedInputError)
+    async def _unsupported(request: Request, exc: UnsupportedInputError) -> JSONResponse:
+        return error_response(400, str(exc), "invalid_request_error")
+
+    @app.exception_handler(MedMLLMError)
+    async def _medmllm(request: Request, exc: MedMLLMError) -> JSONResponse:
+        return error_response(400, str(exc), "invalid_request_error")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Never echo the input (it may hold PHI): location and message only.
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()[:5]
+        ]
+        return error_response(
+            400, "invalid request: " + "; ".join(problems), "invalid_request_error"
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        detail = exc.detail if isinstance(exc.detail, str) else "error"
+        return error_response(exc.status_code, detail, kind)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
+        return error_response(500, "internal server error", "server_error")
+
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+        )
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness and load."""
+        return {
+            "status": "ok",
+            "model": state.model_name,
+            "inflight": state.runner.inflight,
+            "max_inflight": state.runner.max_inflight,
+        }
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    from medmllm.serve.openai_api import build_router
+    from medmllm.serve.routes import build_medmllm_router
+
+    app.include_router(build_router(state), dependencies=[Depends(require_key)])
+    app.include_router(build_medmllm_router(state), dependencies=[Depends(require_key)])
+
+    if config.web_ui and WEB_DIR.is_dir():
+        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+
+    app.add_middleware(_MetricsMiddleware, state=state)
+    app.add_middleware(_SlowBodyMiddleware, timeout_s=config.body_timeout_s)
+    return app
+
+
+async def sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Server-sent events: one ``data:`` line per JSON event, then ``[DONE]``."""
+    async for event in events:
+        yield b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def sse_response(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    return StreamingResponse(
+        sse(events),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

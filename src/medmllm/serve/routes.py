@@ -1,0 +1,94 @@
+"""medmllm's own routes: /v1/ask (grounded answer, streamed for the web UI) and /v1/deid."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from medmllm.serve.app import ServerState, require_key, sse_response
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=20_000, description="The medical question.")
+    max_tokens: int = Field(256, ge=1, le=4096, description="Most tokens to generate.")
+    temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy.")
+    k: int | None = Field(None, ge=1, le=20, description="Passages retrieved (default: server's).")
+    stream: bool = Field(False, description="Server-sent events: deltas, then the answer.")
+    user: str | None = Field(None, max_length=256, description="End-user id (hashed in audit).")
+
+
+class DeidRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=1_000_000, description="Text to de-identify.")
+    operator: Literal["mask", "tag", "hash", "surrogate"] = Field("tag", description="How.")
+
+
+def build_medmllm_router(state: ServerState) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["medmllm"])
+
+    @router.post("/ask", response_model=None)
+    async def ask(req: AskRequest, user_hash: str | None = Depends(require_key)):
+        """A grounded answer with citations and per-sentence grounding (RAG when configured)."""
+        from medmllm.assistant import Answer, Assistant
+
+        retriever = await state.runner.call(state.retriever)
+        bot = Assistant(
+            state.generator,  # type: ignore[arg-type]
+            retriever=retriever,
+            k=req.k or state.config.top_k,
+            guard=state.guard,
+            user=req.user or user_hash,
+        )
+        slot = state.runner.admit()
+
+        def items() -> Any:
+            return bot.stream(req.question, max_tokens=req.max_tokens, temperature=req.temperature)
+
+        if req.stream:
+
+            async def events() -> AsyncIterator[dict[str, Any]]:
+                try:
+                    async for item in state.runner.iterate(items):
+                        if isinstance(item, Answer):
+                            if "crisis" in item.extra:
+                                state.crisis.inc()
+                            yield {"answer": item.to_dict()}
+                        else:
+                            yield {"delta": item}
+                except Exception:
+                    yield {"error": {"message": "generation failed or timed out"}}
+                finally:
+                    slot.release()
+
+            return sse_response(events())
+        with slot:
+            final: Answer | None = None
+            async for item in state.runner.iterate(items):
+                if isinstance(item, Answer):
+                    final = item
+        assert final is not None
+        if "crisis" in final.extra:
+            state.crisis.inc()
+        return final.to_dict()
+
+    @router.post("/deid")
+    async def deid(req: DeidRequest) -> dict[str, Any]:
+        """De-identify text with the server's PHI recognizers."""
+        from medmllm.safety.phi import Deidentifier
+
+        start = time.perf_counter()
+        engine = Deidentifier(operator=req.operator, salt=state.guard.config.salt)
+        result = await state.runner.call(engine.deidentify, req.text)
+        return {
+            "text": result.text,
+            "entities": [s.to_dict() for s in result.spans],
+            "counts": result.counts(),
+            "latency_s": round(time.perf_counter() - start, 4),
+        }
+
+    return router

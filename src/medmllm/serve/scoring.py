@@ -1,0 +1,191 @@
+"""Token-level log-probabilities and raw-text completion for the OpenAI routes.
+
+The :class:`~medmllm.models.generator.Generator` interface scores (context, continuation) pairs
+and chats; the legacy ``/v1/completions`` route also needs *per-token* prompt log-probs
+(``echo=True, logprobs=N``, how lm-eval's ``local-completions`` and medmllm's own ``openai``
+backend score multiple choice) and completion of raw text without a chat template. Those need
+the model's tokenizer and logits, which only the transformers backend exposes, so this module
+serves them for :class:`~medmllm.models.backends.hf.HFGenerator` and says so clearly otherwise.
+
+Alignment follows OpenAI / vLLM: ``token_logprobs[i]`` is log p(token i | tokens < i), from the
+logits at position i-1; the first token has ``None`` unless the model prepends a BOS token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from medmllm.errors import UnsupportedInputError
+from medmllm.models.generator import BaseGenerator, SamplingParams
+
+
+@dataclass
+class TokenLogprobs:
+    """OpenAI's ``logprobs`` object of the legacy completions API."""
+
+    tokens: list[str] = field(default_factory=list)
+    token_logprobs: list[float | None] = field(default_factory=list)
+    top_logprobs: list[dict[str, float] | None] = field(default_factory=list)
+    text_offset: list[int] = field(default_factory=list)
+
+    def extend(self, other: TokenLogprobs, offset: int) -> None:
+        self.tokens += other.tokens
+        self.token_logprobs += other.token_logprobs
+        self.top_logprobs += other.top_logprobs
+        self.text_offset += [o + offset for o in other.text_offset]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tokens": self.tokens,
+            "token_logprobs": self.token_logprobs,
+            "top_logprobs": self.top_logprobs,
+            "text_offset": self.text_offset,
+        }
+
+
+def _hf(gen: BaseGenerator) -> Any:
+    from medmllm.models.backends.hf import HFGenerator
+
+    if not isinstance(gen, HFGenerator):
+        raise UnsupportedInputError(
+            f"per-token logprobs and raw completions need the hf backend; this server runs "
+            f"{gen.backend!r}",
+            hint="start `medmllm serve --backend hf`, or use /v1/chat/completions",
+        )
+    return gen
+
+
+def supports_tokens(gen: BaseGenerator) -> bool:
+    """Whether :func:`prompt_logprobs` and :func:`complete_raw` work with this generator."""
+    from medmllm.models.backends.hf import HFGenerator
+
+    return isinstance(gen, HFGenerator)
+
+
+def _encode_with_offsets(gen: Any, text: str) -> tuple[list[int], list[tuple[int, int]], int]:
+    enc = gen.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc.input_ids)
+    offsets = [tuple(o) for o in enc.offset_mapping]
+    bos = gen.tokenizer.bos_token_id
+    prefix = [bos] if bos is not None and getattr(gen.tokenizer, "add_bos_token", False) else []
+    return prefix + ids, [(0, 0)] * len(prefix) + offsets, len(prefix)
+
+
+def prompt_logprobs(gen: BaseGenerator, text: str, top: int = 0) -> tuple[TokenLogprobs, Any]:
+    """Per-token log-probs of ``text`` (one forward pass) and the next-token log-probs.
+
+    Returns:
+        (logprobs of the text's tokens, log-prob vector of the token after the text).
+    """
+    hf = _hf(gen)
+    import torch
+
+    ids, offsets, n_prefix = _encode_with_offsets(hf, text)
+    if not ids:
+        ids, offsets, n_prefix = [hf.tokenizer.eos_token_id], [(0, 0)], 1
+    with torch.inference_mode():
+        logits = hf.model(input_ids=torch.tensor([ids], device=hf.device)).logits[0]
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    out = TokenLogprobs()
+    for i in range(n_prefix, len(ids)):
+        start, end = offsets[i]
+        out.tokens.append(text[start:end] or hf.tokenizer.decode([ids[i]]))
+        out.text_offset.append(start)
+        if i == 0:
+            out.token_logprobs.append(None)
+            out.top_logprobs.append(None)
+            continue
+        row = logp[i - 1]
+        out.token_logprobs.append(float(row[ids[i]]))
+        out.top_logprobs.append(_top(hf, row, top) if top else None)
+    return out, logp[-1]
+
+
+def _top(hf: Any, row: Any, k: int) -> dict[str, float]:
+    values, indices = row.topk(k)
+    return {
+        hf.tokenizer.decode([int(i)]): float(v)
+        for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+    }
+
+
+def complete_raw(
+    gen: BaseGenerator, prompt: str, params: SamplingParams, top: int = 0
+) -> tuple[str, TokenLogprobs, str, int, int]:
+    """Continue ``prompt`` as raw text (no chat template).
+
+    Returns:
+        (text, logprobs of the generated tokens, finish reason, prompt tokens, completion tokens).
+    """
+    hf = _hf(gen)
+    import torch
+
+    ids, _, _ = _encode_with_offsets(hf, prompt)
+    input_ids = torch.tensor([ids], device=hf.device)
+    kwargs: dict[str, Any] = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "max_new_tokens": params.max_tokens,
+        "pad_token_id": hf.tokenizer.pad_token_id,
+        "output_scores": True,
+        "return_dict_in_generate": True,
+    }
+    if params.temperature > 0:
+        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    with torch.inference_mode():
+        out = hf.model.generate(**kwargs)
+    new = out.sequences[0, len(ids) :].tolist()
+    eos = hf.tokenizer.eos_token_id
+    finish = "stop" if new and new[-1] == eos else "length"
+    if new and new[-1] == eos:
+        new = new[:-1]
+    lps = TokenLogprobs()
+    text = ""
+    for step, tok in enumerate(new):
+        piece = hf.tokenizer.decode([tok], skip_special_tokens=True)
+        row = torch.log_softmax(out.scores[step][0].float(), dim=-1)
+        lps.tokens.append(piece)
+        lps.text_offset.append(len(text))
+        lps.token_logprobs.append(float(row[tok]))
+        lps.top_logprobs.append(_top(hf, row, top) if top else None)
+        text += piece
+    if params.stop:
+        from medmllm.models.generator import stop_at
+
+        cut, stopped = stop_at(text, params.stop)
+        if stopped:
+            keep = sum(1 for o in lps.text_offset if o < len(cut))
+            for name in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+                setattr(lps, name, getattr(lps, name)[:keep])
+            text, finish = cut, "stop"
+    return text, lps, finish, len(ids), len(new)
+
+
+def completion_logprobs(
+    gen: BaseGenerator, prompt_text: str, completion: str, top: int = 0
+) -> TokenLogprobs:
+    """Log-probs of ``completion``'s tokens after ``prompt_text`` (chat ``logprobs=true``)."""
+    scored, _ = prompt_logprobs(gen, prompt_text + completion, top)
+    out = TokenLogprobs()
+    for i, off in enumerate(scored.text_offset):
+        if off >= len(prompt_text):
+            out.tokens.append(scored.tokens[i])
+            out.token_logprobs.append(scored.token_logprobs[i])
+            out.top_logprobs.append(scored.top_logprobs[i])
+            out.text_offset.append(off - len(prompt_text))
+    return out
+
+
+def chat_prompt_text(gen: BaseGenerator, messages: list[dict[str, str]]) -> str:
+    """The text the hf backend feeds the model for ``messages`` (its chat template)."""
+    hf = _hf(gen)
+    if hf.tokenizer.chat_template:
+        return str(
+            hf.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        )
+    return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"

@@ -1,0 +1,52 @@
+"""Guard: crisis replies instead of answers, PHI scrubbed from audit and eval cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medmllm.eval.cache import CachedGenerator
+from medmllm.safety.guard import DeidCallCache, Guard, GuardConfig
+
+PHI = ["John Smith", "12345678", "617-555-1234", "03/04/1956"]
+QUESTION = "John Smith (MRN 12345678, DOB 03/04/1956, tel 617-555-1234) has chest pain. Why?"
+
+
+def test_check_flags_crisis_and_gives_reply() -> None:
+    guard = Guard()
+    verdict = guard.check("I want to kill myself")
+    assert verdict.blocked and "988" in (verdict.reply or "")
+    assert not guard.check("What is HbA1c?").blocked
+    off = Guard(GuardConfig(crisis_check=False))
+    assert not off.check("I want to kill myself").blocked
+
+
+def test_audit_is_scrubbed(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    guard = Guard(GuardConfig(audit_path=path, salt="x"))
+    entry = guard.audit(prompt=QUESTION, user="dr.wong", model="m", latency_s=0.1)
+    guard.close()
+    text = path.read_text()
+    assert entry is not None and "<NAME>" in entry["prompt"]
+    for value in [*PHI, "dr.wong"]:
+        assert value not in text
+
+
+def test_model_input_optional_scrub() -> None:
+    assert Guard().model_input(QUESTION) == QUESTION
+    scrubbed = Guard(GuardConfig(deidentify_model_input=True)).model_input(QUESTION)
+    assert all(v not in scrubbed for v in PHI)
+
+
+def test_deid_call_cache_stores_no_phi(tmp_path: Path, scripted_generator) -> None:
+    db = tmp_path / "calls.sqlite"
+    gen = scripted_generator(replies=["Mr. John Smith (MRN 12345678) should call 617-555-1234."])
+    cache = DeidCallCache(db, Guard())
+    model = CachedGenerator(gen, cache)
+    first = model.chat([{"role": "user", "content": QUESTION}])
+    assert "John Smith" in first.text  # the caller gets the real reply
+    again = model.chat([{"role": "user", "content": QUESTION}])
+    assert "John Smith" not in again.text and "<NAME>" in again.text
+    cache.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    for value in PHI:
+        assert value.encode() not in raw

@@ -1,0 +1,98 @@
+"""Server test helpers: apps around scripted generators, a live uvicorn server in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from medmllm.models.generator import StreamChunk, Usage
+from medmllm.safety.guard import GuardConfig
+from medmllm.serve.app import ServeConfig, create_app
+from tests.conftest import ScriptedGenerator
+from tests.engines import free_port
+
+
+class TextScripted(ScriptedGenerator):
+    supports_images = False
+
+
+class ImageScripted(ScriptedGenerator):
+    supports_images = True
+
+
+class SlowScripted(ScriptedGenerator):
+    """Streams one word every ``delay`` seconds; counts streams closed early."""
+
+    supports_images = False
+
+    def __init__(self, words: int = 50, delay: float = 0.05) -> None:
+        super().__init__(replies=[" ".join(f"w{i}" for i in range(words))])
+        self.delay = delay
+        self.closed_early = 0
+        self.active = 0
+        self._lock = threading.Lock()
+
+    def stream(self, messages, images=None, **sampling) -> Iterator[StreamChunk]:
+        with self._lock:
+            self.active += 1
+        finished = False
+        try:
+            text = self._replies[0]
+            for word in text.split(" "):
+                time.sleep(self.delay)
+                yield StreamChunk(word + " ")
+            finished = True
+            yield StreamChunk("", finish_reason="stop", usage=Usage(1, len(text.split())))
+        finally:
+            with self._lock:
+                self.active -= 1
+                if not finished:
+                    self.closed_early += 1
+
+
+class Boom(TextScripted):
+    def stream(self, messages, images=None, **sampling):
+        raise RuntimeError("secret internal detail /etc/passwd")
+
+
+def make_app(generator: Any, tmp_path=None, **config: Any):
+    guard = config.pop("guard", None)
+    if guard is None and tmp_path is not None:
+        guard = GuardConfig(audit_path=tmp_path / "audit.jsonl")
+    cfg = ServeConfig(**config, **({"guard": guard} if guard else {}))
+    return create_app(cfg, generator=generator)
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """uvicorn on 127.0.0.1 in a thread; yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=2)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("server did not start")
+        time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
