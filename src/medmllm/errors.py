@@ -85,3 +85,18 @@ class IndexCorruptError(MedMLLMError):
 
 class IndexMismatchError(MedMLLMError):
     """An index was built with other settings (embedding model, schema) than those requested."""
+
+
+# --- agent and apps (issue 10) ---------------------------------------------------------------
+
+
+class ToolInputError(InvalidRequestError):
+    """A tool (calculator, lookup) got an input out of range, in the wrong unit, or missing."""
+
+
+class AgentError(MedMLLMError):
+    """The agent loop could not run (no tools, bad configuration)."""
+
+
+class AppError(MedMLLMError):
+    """A clinical application could not answer (bad input, missing model capability)."""
