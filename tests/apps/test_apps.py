@@ -202,3 +202,29 @@ def test_mts_dialog_loader(tmp_path: Path) -> None:
         )
     )
     assert len(load_mts_dialog(f)) == 2 and len(load_mts_dialog(f, limit=1)) == 1
+
+
+class _Verdict:
+    def __init__(self, reply: str | None) -> None:
+        self.reply = reply
+
+    @property
+    def blocked(self) -> bool:
+        return self.reply is not None
+
+
+class FakeGuard:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def check(self, text: str) -> _Verdict:
+        self.seen.append(text)
+        return _Verdict("Please call 988 now." if "end my life" in text else None)
+
+
+def test_guard_runs_before_every_app(scripted_generator) -> None:
+    guard, gen = FakeGuard(), scripted_generator([json.dumps(DIAG)])
+    out = run_app("diagnosis", {"case": "I want to end my life, doctor, help"}, gen, guard=guard)
+    assert out.blocked and "988" in out.reply and gen.calls == []
+    ok = run_app("diagnosis", {"case": "58-year-old man with chest pain"}, gen, guard=guard)
+    assert ok.differential and guard.seen[-1].startswith("58-year-old")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -139,13 +139,40 @@ def generate_json(
     )
 
 
+class _CrisisVerdict(Protocol):
+    @property
+    def blocked(self) -> bool: ...
+
+    reply: str | None
+
+
+class SafetyGuard(Protocol):
+    """What apps need from ``medmllm.safety.guard.Guard``: a crisis verdict on user text."""
+
+    def check(self, text: str) -> _CrisisVerdict: ...
+
+
+class GuardedResponse(BaseModel):
+    """Returned instead of an app's response when the guard flags the input (crisis)."""
+
+    blocked: bool = Field(True, description="The app did not run: the input was flagged.")
+    reply: str = Field(description="Safe-messaging reply with crisis resources.")
+    app: str = Field(description="The app that was asked.")
+
+
 def run_app(
     name: str,
     request: dict[str, Any] | BaseModel,
     generator: Generator,
     retriever: Searchable | None = None,
+    *,
+    guard: SafetyGuard | None = None,
 ) -> BaseModel:
     """Validate ``request`` for app ``name`` and run it; returns the app's response model.
+
+    With a ``guard`` (``medmllm.safety.guard.Guard``), the request's free text is checked first;
+    a flagged crisis returns a :class:`GuardedResponse` with the safe-messaging reply and the
+    model is not called.
 
     Raises:
         AppError: the request does not match the app's request model (fields named).
@@ -163,4 +190,15 @@ def run_app(
             f"invalid {name} request: {problems}",
             hint=f"fields: {', '.join(spec.request.model_fields)}",
         ) from None
+    if guard is not None:
+        text = " ".join(
+            v for k, v in req.model_dump().items() if isinstance(v, str) and k in _TEXT_FIELDS
+        )
+        verdict = guard.check(text) if text.strip() else None
+        if verdict is not None and verdict.blocked and verdict.reply:
+            return GuardedResponse(reply=verdict.reply, app=name)
     return spec.run(req, generator, retriever)
+
+
+# Request fields that carry user free text (what the guard checks).
+_TEXT_FIELDS = {"case", "text", "message", "question", "topic", "passage"}
