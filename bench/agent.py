@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     records: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     with cache_path.open("a") as fh:
-        for item in track(items, description="calculator vignettes"):
-            for mode in MODES:
+        # mode-major: consecutive calls share the system prompt, so llama.cpp reuses its KV cache
+        for mode in MODES:
+            for item in track(items, description=f"calculator vignettes: {mode}"):
                 key = f"{gen.model_id}|{mode}|{item.id}|{item.text}"
                 if key not in cache:
                     rec = run_calculator_item(
