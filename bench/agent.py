@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", default="llamacpp")
     ap.add_argument("--model", default=None)
     ap.add_argument("--max-steps", type=int, default=3)
+    ap.add_argument("--questions", type=int, default=2, help="Doctor questions per case.")
     ap.add_argument("--fresh", action="store_true", help="Ignore the cache.")
     args = ap.parse_args(argv)
 
@@ -71,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     builtin_tools()
     items = calculator_vignettes(args.n)
     # the agent sees the benchmark's calculators plus distractors (tool choice is measured)
-    names = sorted({v.calculator for v in items} | {"bsa_mosteller", "curb65", "wells_pe"})
+    names = sorted({v.calculator for v in items} | {"bsa_mosteller", "wells_pe"})
     tools = [TOOLS.get(n) for n in names]
-    base = {"max_steps": args.max_steps, "max_tokens_per_step": 96}
+    base = {"max_steps": args.max_steps, "max_tokens_per_step": 64}
     configs = {
         "tools_constrained": AgentConfig(**base, constrained=True),
         "tools_unconstrained": AgentConfig(**base, constrained=False),
@@ -97,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                 records[mode].append(cache[key])
         dialogue = []
         for case in track(DIALOGUE_CASES[: args.dialogue], description="diagnostic dialogue"):
-            key = f"{gen.model_id}|dialogue|{case.id}"
+            key = f"{gen.model_id}|dialogue|{case.id}|{args.questions}"
             if key not in cache:
-                cache[key] = {"key": key, **run_dialogue_case(case, gen)}
+                cache[key] = {"key": key, **run_dialogue_case(case, gen, questions=args.questions)}
                 fh.write(dumps(cache[key]) + "\n")
                 fh.flush()
             dialogue.append(cache[key])

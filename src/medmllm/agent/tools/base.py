@@ -48,11 +48,14 @@ class Tool:
         }
 
     def brief(self) -> str:
-        """One line for a prompt: name(arg, …): description."""
+        """One short line for a prompt: name(arg, …): first sentence of the description.
+
+        Prompts stay short for small local models; the full schema goes to the decoder.
+        """
         props = self.parameters.get("properties", {})
         required = set(self.parameters.get("required", []))
         args = ", ".join(p if p in required else f"{p}?" for p in props)
-        return f"{self.name}({args}): {self.description}"
+        return f"{self.name}({args}): {self.description.split('. ')[0]}"
 
 
 TOOLS: Registry[Tool] = Registry("tool")
