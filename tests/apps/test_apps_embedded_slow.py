@@ -23,7 +23,7 @@ def gen():
     require_llama_cpp()
     from medmllm.models.generator import load_generator
 
-    g = load_generator("llamacpp", n_ctx=4096)
+    g = load_generator("llamacpp", n_ctx=4096, n_threads=1)  # robust on a shared machine
     yield g
     g.close()
 

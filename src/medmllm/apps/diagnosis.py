@@ -44,7 +44,7 @@ class DiagnosisRequest(BaseModel):
 class Differential(BaseModel):
     diagnosis: str = Field(max_length=120, description="Condition name.")
     likelihood: Likelihood = Field(description="Likelihood wording, most likely first.")
-    reasoning: str = Field(max_length=300, description="Findings for and against.")
+    reasoning: str = Field(max_length=200, description="Findings for and against.")
 
 
 class _ModelOutput(BaseModel):
@@ -93,7 +93,7 @@ def run(
         {"role": "system", "content": "You are a clinical decision-support assistant."},
         {"role": "user", "content": PROMPT.format(case=request.case, passages=passages)},
     ]
-    out = generate_json(generator, messages, _ModelOutput, max_tokens=400, images=images)
+    out = generate_json(generator, messages, _ModelOutput, max_tokens=320, images=images)
     ranked = sorted(out.differential, key=lambda d: _ORDER[d.likelihood])
     cited = [c for c in citations if c.n in set(out.cited)] or citations
     return DiagnosisResponse(
