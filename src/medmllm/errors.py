@@ -157,3 +157,18 @@ class DicomError(ImageError):
 
 class CheckpointMismatchError(MedMLLMError):
     """A model folder's config does not match the weights stored beside it."""
+
+
+# --- agent and apps (issue 10) ---------------------------------------------------------------
+
+
+class ToolInputError(InvalidRequestError):
+    """A tool (calculator, lookup) got an input out of range, in the wrong unit, or missing."""
+
+
+class AgentError(MedMLLMError):
+    """The agent loop could not run (no tools, bad configuration)."""
+
+
+class AppError(MedMLLMError):
+    """A clinical application could not answer (bad input, missing model capability)."""

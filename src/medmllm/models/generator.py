@@ -130,6 +130,9 @@ class SamplingParams:
         top_p: nucleus sampling mass in (0, 1].
         stop: strings that end generation (not included in the text).
         seed: seed for sampled decoding; same seed, same output on the same backend.
+        json_schema: constrain the reply to JSON matching this schema where the backend can
+            (llama.cpp grammar; ``response_format`` on OpenAI-compatible servers); backends
+            without constrained decoding ignore it, so callers still validate the text.
     """
 
     max_tokens: int = 256
@@ -137,6 +140,7 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
+    json_schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_tokens, int) or self.max_tokens <= 0:
@@ -320,7 +324,7 @@ class BaseGenerator(abc.ABC):
 
     @staticmethod
     def _params(sampling: dict[str, Any]) -> SamplingParams:
-        allowed = {"max_tokens", "temperature", "top_p", "stop", "seed"}
+        allowed = {"max_tokens", "temperature", "top_p", "stop", "seed", "json_schema"}
         unknown = set(sampling) - allowed
         if unknown:
             raise InvalidRequestError(

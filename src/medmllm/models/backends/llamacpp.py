@@ -150,6 +150,8 @@ class LlamaCppGenerator(BaseGenerator):
         }
         if params.seed is not None:
             kwargs["seed"] = params.seed
+        if params.json_schema is not None:  # llama.cpp compiles the schema to a grammar
+            kwargs["response_format"] = {"type": "json_object", "schema": params.json_schema}
         n_new = 0
         finish: FinishReason = "stop"
         for chunk in self.llm.create_chat_completion(**kwargs):

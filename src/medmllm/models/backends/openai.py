@@ -203,6 +203,11 @@ class OpenAIGenerator(BaseGenerator):
             kwargs["stop"] = list(params.stop)
         if params.seed is not None:
             kwargs["seed"] = params.seed
+        if params.json_schema is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": params.json_schema},
+            }
         stream = self._call("POST /chat/completions", self.client.chat.completions.create, **kwargs)
         n_chunks = 0
         finish: FinishReason = "stop"
