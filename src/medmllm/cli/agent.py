@@ -7,7 +7,8 @@ import json
 import typer
 
 from medmllm.cli.app import parse_settings
-from medmllm.cli.ask import BACKEND_OPT, BASE_URL_OPT, MODEL_OPT, _generator_options, _open_index
+from medmllm.cli.ask import BACKEND_OPT, BASE_URL_OPT, MODEL_OPT, _open_index
+from medmllm.cli.options import generator_options
 
 
 def ask(
@@ -40,7 +41,7 @@ def ask(
         chosen = [TOOLS.get(n.strip()) for n in tools.split(",") if n.strip()]
     if index:
         chosen.append(retrieval_tool(_open_index(index, 3)))
-    generator = load_generator(backend, model, **_generator_options(base_url))
+    generator = load_generator(backend, model, **generator_options(base_url=base_url))
     try:
         out = Agent(generator, chosen, config).run(question)
     finally:

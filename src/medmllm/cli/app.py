@@ -7,7 +7,8 @@ from typing import Any
 
 import typer
 
-from medmllm.cli.ask import BACKEND_OPT, BASE_URL_OPT, MODEL_OPT, _generator_options, _open_index
+from medmllm.cli.ask import BACKEND_OPT, BASE_URL_OPT, MODEL_OPT, _open_index
+from medmllm.cli.options import generator_options
 from medmllm.errors import InvalidRequestError
 
 
@@ -56,7 +57,7 @@ def _make_command(name: str) -> Any:
         if text is not None:
             request[spec.primary] = text
         retriever = _open_index(index, 3) if index else None
-        generator = load_generator(backend, model, **_generator_options(base_url))
+        generator = load_generator(backend, model, **generator_options(base_url=base_url))
         try:
             response = run_app(name, request, generator, retriever)
         finally:
