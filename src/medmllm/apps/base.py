@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from medmllm.errors import AppError
 from medmllm.models.generator import Generator
-from medmllm.rag.answer import Searchable
+from medmllm.rag.retriever import Retriever
 from medmllm.registry import Registry
 
 M = TypeVar("M", bound=BaseModel)
@@ -63,7 +63,7 @@ class Citation(BaseModel):
     text: str = Field("", description="The passage (truncated).")
 
 
-def retrieve_citations(retriever: Searchable | None, query: str, k: int = 3) -> list[Citation]:
+def retrieve_citations(retriever: Retriever | None, query: str, k: int = 3) -> list[Citation]:
     """Top-k passages as numbered citations (empty without a retriever)."""
     if retriever is None or k <= 0:
         return []
@@ -164,7 +164,7 @@ def run_app(
     name: str,
     request: dict[str, Any] | BaseModel,
     generator: Generator,
-    retriever: Searchable | None = None,
+    retriever: Retriever | None = None,
     *,
     guard: SafetyGuard | None = None,
 ) -> BaseModel:

@@ -26,7 +26,7 @@ from medmllm.apps.base import (
 )
 from medmllm.errors import AppError
 from medmllm.models.generator import Generator
-from medmllm.rag.answer import Searchable
+from medmllm.rag.retriever import Retriever
 
 Likelihood = Literal["most likely", "likely", "possible", "less likely"]
 
@@ -77,7 +77,7 @@ Answer in JSON."""
 
 
 def run(
-    request: DiagnosisRequest, generator: Generator, retriever: Searchable | None = None
+    request: DiagnosisRequest, generator: Generator, retriever: Retriever | None = None
 ) -> DiagnosisResponse:
     """Differential diagnosis for ``request.case``."""
     images = None

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from medmllm.apps.base import APPS, AppSpec, Citation, generate_json, retrieve_citations
 from medmllm.errors import AppError
 from medmllm.models.generator import Generator
-from medmllm.rag.answer import Searchable
+from medmllm.rag.retriever import Retriever
 
 LETTERS = "ABCD"
 
@@ -119,7 +119,7 @@ def balance_keys(items: list[MCQ]) -> list[MCQ]:
 
 
 def run(
-    request: EducationRequest, generator: Generator, retriever: Searchable | None = None
+    request: EducationRequest, generator: Generator, retriever: Retriever | None = None
 ) -> EducationResponse:
     """Generate cited MCQs or score a quiz."""
     if request.mode == "score":

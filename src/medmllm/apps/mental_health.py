@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.apps.base import APPS, AppSpec
 from medmllm.models.generator import Generator
-from medmllm.rag.answer import Searchable
+from medmllm.rag.retriever import Retriever
 from medmllm.safety.crisis import CrisisDetector, resources_for
 
 SYSTEM = (
@@ -65,7 +65,7 @@ class MentalHealthResponse(BaseModel):
 
 
 def run(
-    request: MentalHealthRequest, generator: Generator, retriever: Searchable | None = None
+    request: MentalHealthRequest, generator: Generator, retriever: Retriever | None = None
 ) -> MentalHealthResponse:
     """Reply supportively; crisis messages get the safe-messaging protocol, never the model."""
     detector = CrisisDetector()

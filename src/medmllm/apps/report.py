@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from medmllm.apps.base import APPS, DISCLAIMER, AppSpec, generate_json
 from medmllm.errors import AppError, DataNotFoundError
 from medmllm.models.generator import Generator
-from medmllm.rag.answer import Searchable
+from medmllm.rag.retriever import Retriever
 
 # MTS-Dialog's normalised section headers and what they mean.
 SECTIONS = {
@@ -85,7 +85,7 @@ def _section_name(section: str) -> str:
 
 
 def run(
-    request: ReportRequest, generator: Generator, retriever: Searchable | None = None
+    request: ReportRequest, generator: Generator, retriever: Retriever | None = None
 ) -> ReportResponse:
     """Write the requested section (or findings/impression for an image)."""
     if request.image:

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from medmllm.apps.base import APPS, AppSpec, Citation, passages_block, retrieve_citations
 from medmllm.errors import AppError
 from medmllm.models.generator import Generator
-from medmllm.rag.answer import Searchable, extract_citations
+from medmllm.rag.answer import extract_citations
+from medmllm.rag.retriever import Retriever
 
 CITATION = "World Health Organization. WHO Surgical Safety Checklist, 2009 (revised 1/2009)."
 Phase = Literal["sign_in", "time_out", "sign_out"]
@@ -168,7 +169,7 @@ def _view(state: CaseState) -> SurgeryResponse:
 
 
 def run(
-    request: SurgeryRequest, generator: Generator, retriever: Searchable | None = None
+    request: SurgeryRequest, generator: Generator, retriever: Retriever | None = None
 ) -> SurgeryResponse:
     """Checklist actions (start/status/confirm) or a grounded procedure answer (ask)."""
     if request.action == "ask":
@@ -205,7 +206,7 @@ def run(
 
 
 def _ask(
-    request: SurgeryRequest, generator: Generator, retriever: Searchable | None
+    request: SurgeryRequest, generator: Generator, retriever: Retriever | None
 ) -> SurgeryResponse:
     if not request.question:
         raise AppError("action=ask needs 'question'")

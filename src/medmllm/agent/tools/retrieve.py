@@ -6,10 +6,10 @@ from typing import Any
 
 from medmllm.agent.tools.base import Tool
 from medmllm.errors import ToolInputError
-from medmllm.rag.answer import Searchable
+from medmllm.rag.retriever import Retriever
 
 
-def retrieval_tool(index: Searchable, *, name: str = "search_corpus", max_chars: int = 600) -> Tool:
+def retrieval_tool(index: Retriever, *, name: str = "search_corpus", max_chars: int = 600) -> Tool:
     """Wrap an index or retriever (anything with ``search(query, k)``) as an agent tool."""
 
     def run(arguments: dict[str, Any]) -> dict[str, Any]:
