@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -112,3 +113,31 @@ def test_tracebacks_only_with_debug():
         [sys.executable, "-c", _BUG, "bug-test", "--debug"], capture_output=True, text=True
     )
     assert loud.returncode == 1 and "Traceback" in loud.stderr
+
+
+def test_ctrl_c_during_eval_says_interrupted_and_the_rerun_resumes(tmp_path) -> None:
+    from tests.cli.test_eval_cli import FAKE, REPO, _cli, _env, _task_file
+
+    task = _task_file(tmp_path, 40)
+    log = tmp_path / "calls.log"
+    args = ["--task-file", str(task), "--backend", FAKE, "--batch-size", "4", "-q",
+            "--cache", str(tmp_path / "cache.sqlite"), "--out", str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medmllm.cli.main", "eval", *args],
+        env=_env(tmp_path, FAKE_DELAY="0.02", FAKE_CALL_LOG=str(log)),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert INTERRUPTED in err and "Traceback" not in out + err
+    assert not (tmp_path / "run" / "results.json").exists()
+    rerun = _cli(*args, env=_env(tmp_path))
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["run"]["cache"]["hits"] > 0
