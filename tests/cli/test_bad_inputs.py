@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FAKE = "fake_backend:FakeGenerator"
+FAKE = "tests.fakes:FakeGenerator"
 BUILTIN = "medmcqa"
 
 TASK = """\
@@ -230,7 +230,7 @@ CASES: list[tuple[str, list[str], dict[str, str] | None]] = [
     ),
     (
         "eval-backend-no-class",
-        ["eval", "--task-file", "{task}", "--backend", "fake_backend:Nope"],
+        ["eval", "--task-file", "{task}", "--backend", "tests.fakes:Nope"],
         None,
     ),
     (
@@ -394,9 +394,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.C
     tmp = tmp_path_factory.mktemp("bad-inputs")
     values = _write_fixtures(tmp)
     base = dict(os.environ)
-    base["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO / "tests" / "eval"), str(REPO / "src"), base.get("PYTHONPATH", "")]
-    )
+    base["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "src"), base.get("PYTHONPATH", "")])
     base.update(MEDMLLM_HOME=str(tmp / "home"), COLUMNS="200", CASE_CWD=str(tmp))
     base.pop("MEDMLLM_DEBUG", None)
 

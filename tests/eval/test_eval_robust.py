@@ -9,8 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-from eval_helpers import MC_TASK, write_task
-from fake_backend import FakeGenerator
 
 from medmllm.errors import DataFormatError, InvalidRequestError, OutputExistsError
 from medmllm.eval import report as report_module
@@ -18,6 +16,8 @@ from medmllm.eval.human import check_against_key, export_sheet, import_sheets
 from medmllm.eval.judge import judge_run
 from medmllm.eval.runner import EvalOptions, run_eval
 from medmllm.eval.task import Task
+from tests.eval.eval_helpers import MC_TASK, write_task
+from tests.fakes import FakeGenerator
 
 
 def _task(tmp_path: Path, mcqa_file: Path) -> Task:

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from eval_helpers import MC_TASK, write_task
-from fake_backend import FakeGenerator
 
 from medmllm.errors import InvalidRequestError, ShardMismatchError
 from medmllm.eval.runner import EvalOptions, in_shard, run_eval
 from medmllm.eval.shard import merge_shards, parse_shard, run_shard
 from medmllm.eval.task import Task
+from tests.eval.eval_helpers import MC_TASK, write_task
+from tests.fakes import FakeGenerator
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DEPENDENT = ("environment", "run")  # timing, cache counters, date/load: differ run to run
@@ -77,7 +77,7 @@ def test_merge_refuses_other_configs_and_missing_shards(tmp_path, mcqa_file) -> 
     run_shard([t], FakeGenerator(), EvalOptions(shard=(2, 2), seed=99), out_dir=tmp_path / "b2")
     with pytest.raises(ShardMismatchError, match=r"different configs.*seed"):
         merge_shards([tmp_path / "a1", tmp_path / "b2"], out_dir=tmp_path / "m")
-    run_shard([t], FakeGenerator("other"), EvalOptions(shard=(2, 2)), out_dir=tmp_path / "c2")
+    run_shard([t], FakeGenerator(model="other"), EvalOptions(shard=(2, 2)), out_dir=tmp_path / "c2")
     with pytest.raises(ShardMismatchError, match="model"):
         merge_shards([tmp_path / "a1", tmp_path / "c2"], out_dir=tmp_path / "m")
     with pytest.raises(ShardMismatchError, match=r"need shards 1\.\.2 once each"):
@@ -90,9 +90,9 @@ def test_merge_refuses_other_configs_and_missing_shards(tmp_path, mcqa_file) -> 
 def test_cli_shard_and_merge(tmp_path: Path, mcqa_file: Path) -> None:
     task_file = write_task(tmp_path, MC_TASK.format(path=mcqa_file))
     env = {**os.environ, "MEDMLLM_HOME": str(tmp_path / "home")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "eval"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "src"), env.get("PYTHONPATH", "")])
     base = [sys.executable, "-m", "medmllm.cli.main", "eval"]
-    common = ["--task-file", str(task_file), "--backend", "fake_backend:FakeGenerator", "-q"]
+    common = ["--task-file", str(task_file), "--backend", "tests.fakes:FakeGenerator", "-q"]
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*base, *args], capture_output=True, text=True, env=env, timeout=300)

@@ -14,19 +14,23 @@ import pytest
 from medmllm.models.generator import StreamChunk, Usage
 from medmllm.safety.guard import GuardConfig
 from medmllm.serve.app import ServeConfig, create_app
-from tests.conftest import ScriptedGenerator
 from tests.engines import free_port
+from tests.fakes import FakeGenerator
 
 
-class TextScripted(ScriptedGenerator):
-    supports_images = False
+class TextScripted(FakeGenerator):
+    """The one test double (tests/fakes.py), text-only, replying "ok" unless scripted."""
+
+    def __init__(self, replies: list[str] | None = None) -> None:
+        super().__init__(replies or ["ok"], model="scripted", supports_images=False)
 
 
-class ImageScripted(ScriptedGenerator):
-    supports_images = True
+class ImageScripted(FakeGenerator):
+    def __init__(self, replies: list[str] | None = None) -> None:
+        super().__init__(replies or ["ok"], model="scripted", supports_images=True)
 
 
-class SlowScripted(ScriptedGenerator):
+class SlowScripted(TextScripted):
     """Streams one word every ``delay`` seconds; counts streams closed early."""
 
     supports_images = False
@@ -43,7 +47,7 @@ class SlowScripted(ScriptedGenerator):
             self.active += 1
         finished = False
         try:
-            text = self._replies[0]
+            text = self.replies[0]  # type: ignore[index]
             for word in text.split(" "):
                 time.sleep(self.delay)
                 yield StreamChunk(word + " ")
