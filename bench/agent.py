@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         summarise,
     )
     from medmllm.agent.loop import AgentConfig
-    from medmllm.agent.tools.base import TOOLS, builtin_tools
+    from medmllm.agent.tools import TOOLS, builtin_tools
     from medmllm.models.generator import load_generator
     from medmllm.provenance import environment
 

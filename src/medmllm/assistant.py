@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from medmllm.answers import Answer, check_question
 from medmllm.models.context import pack, trim_history
@@ -29,11 +29,9 @@ from medmllm.prompts.system import MEDICAL_SYSTEM_PROMPT, build_messages
 from medmllm.rag.citations import grounded_extra, retrieve
 from medmllm.rag.retriever import Hit, Retriever
 from medmllm.safety.advice import check_advice
+from medmllm.safety.guard import Guard
 
 __all__ = ["Answer", "Assistant", "check_question"]
-
-if TYPE_CHECKING:
-    from medmllm.safety.guard import Guard
 
 
 class Assistant:

@@ -18,7 +18,7 @@ from medmllm.agent.evaluate import (
     wilson,
 )
 from medmllm.agent.loop import AgentConfig
-from medmllm.agent.tools.base import TOOLS, builtin_tools
+from medmllm.agent.tools import TOOLS, builtin_tools
 from medmllm.agent.tools.calculators import CALCULATORS
 
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from medmllm.agent.loop import Agent, AgentConfig, action_schema, parse_action
-from medmllm.agent.tools.base import builtin_tools
+from medmllm.agent.tools import builtin_tools
 from medmllm.errors import AgentError, ToolInputError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medmllm.agent.tools.base import builtin_tools
+from medmllm.agent.tools import builtin_tools
 from medmllm.agent.tools.ddi import TABLE, check
 from medmllm.agent.tools.icd10 import lookup, search
 from medmllm.errors import ToolInputError

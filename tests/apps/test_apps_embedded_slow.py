@@ -116,7 +116,7 @@ def test_surgery(gen, starter) -> None:
 
 def test_agent_constrained_call(gen) -> None:
     from medmllm.agent.loop import Agent, AgentConfig
-    from medmllm.agent.tools.base import TOOLS, builtin_tools
+    from medmllm.agent.tools import TOOLS, builtin_tools
 
     builtin_tools()
     tools = [TOOLS.get(n) for n in ("bmi", "gcs", "cockcroft_gault")]

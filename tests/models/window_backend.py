@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import re
 
-from medmllm.models.generator import BaseGenerator, Message, StreamChunk, Usage
+from medmllm.models.generator import Message, StreamChunk, Usage
+from tests.fakes import FakeGenerator
 
 
-class WindowGenerator(BaseGenerator):
+class WindowGenerator(FakeGenerator):
     backend = "window"
 
     def __init__(self, model: str | None = None, window: int = 120, **_: object) -> None:
-        super().__init__(model_id=model or "window-model")
+        super().__init__(model=model or "window-model")
         self.window = window
         self.prompts: list[list[Message]] = []
 
@@ -33,9 +34,6 @@ class WindowGenerator(BaseGenerator):
         text = self.reply(messages)
         yield StreamChunk(text)
         yield StreamChunk("", finish_reason="stop", usage=Usage(10, len(text.split())))
-
-    def _loglikelihood(self, requests):
-        return [0.0 for _ in requests]
 
 
 class Echo(WindowGenerator):

@@ -11,6 +11,7 @@ from medmllm.safety.crisis import (
     resources_for,
     safe_reply,
 )
+from tests.fakes import FakeGenerator
 
 SELF_POSITIVE = [
     "I want to kill myself",
@@ -167,18 +168,8 @@ def test_classifier_adds_flags_but_never_removes(scripted_generator) -> None:
 
 
 def test_classifier_failure_keeps_lexicon_verdict() -> None:
-    class Broken:
-        backend = "broken"
-        model_id = "broken"
+    def down(_: str) -> str:
+        raise RuntimeError("down")
 
-        def chat(self, *a, **k):
-            raise RuntimeError("down")
-
-        def stream(self, *a, **k):
-            raise RuntimeError("down")
-
-        def loglikelihood(self, requests):
-            raise RuntimeError("down")
-
-    det = CrisisDetector(classifier=Broken())  # type: ignore[arg-type]
+    det = CrisisDetector(classifier=FakeGenerator(down))
     assert not det.detect("What is HbA1c?").flagged

@@ -92,7 +92,7 @@ def test_resume_after_crash_gives_the_same_final_loss(toy_data: Path, tmp_path: 
                 raise KeyboardInterrupt  # a hard stop right after checkpoint 2
 
     cfg = _cfg(toy_data, tmp_path / "b", "vit", "mlp2x_gelu", max_steps=4)
-    from medmllm.train import mllm_trainer
+    from medmllm.train import mllm as mllm_trainer
 
     original = mllm_trainer.build_trainer
 

@@ -20,6 +20,7 @@ from medmllm.errors import AppError
 from medmllm.models.generator import Generator
 from medmllm.rag.retriever import Retriever
 from medmllm.registry import Registry
+from medmllm.validation import validation_message
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -128,11 +129,7 @@ def generate_json(
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            last = (
-                str(exc).splitlines()[0]
-                + ": "
-                + "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg']}" for e in exc.errors()[:3])
-            )
+            last = str(exc).splitlines()[0] + ": " + validation_message(exc, quote_keys=False)
     raise AppError(
         f"the model did not produce valid {model.__name__} JSON after {attempts} attempts ({last})",
         hint="use a larger model or a backend with constrained decoding (llamacpp, openai)",
@@ -183,9 +180,7 @@ def run_app(
             request.model_dump() if isinstance(request, BaseModel) else request
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = validation_message(exc, limit=10, quote_keys=False)
         raise AppError(
             f"invalid {name} request: {problems}",
             hint=f"fields: {', '.join(spec.request.model_fields)}",

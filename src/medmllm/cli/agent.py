@@ -29,7 +29,7 @@ def ask(
 ) -> None:
     """Answer with tools; prints the answer and the trace of tool calls."""
     from medmllm.agent.loop import Agent, AgentConfig
-    from medmllm.agent.tools.base import TOOLS, builtin_tools
+    from medmllm.agent.tools import TOOLS, builtin_tools
     from medmllm.agent.tools.retrieve import retrieval_tool
     from medmllm.models.generator import load_generator
 
@@ -58,7 +58,7 @@ def ask(
 
 def list_tools() -> None:
     """List the built-in tools (calculators, ICD-10-CM, interactions, units)."""
-    from medmllm.agent.tools.base import builtin_tools
+    from medmllm.agent.tools import builtin_tools
 
     for tool in builtin_tools():
         typer.echo(f"{tool.name:26} {tool.group:11} {tool.description[:80]}")

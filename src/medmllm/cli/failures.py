@@ -90,10 +90,10 @@ def describe(exc: BaseException, argv: list[str] | None = None) -> tuple[str, st
     from pydantic import ValidationError
 
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or exc.title
+        from medmllm.validation import validation_message
+
         return (
-            f"invalid value for {where}: {first.get('msg')} (got {first.get('input')!r})",
+            f"invalid value: {validation_message(exc, limit=1, show_input=True)}",
             "see --help for the allowed values",
             EXIT_USER,
         )

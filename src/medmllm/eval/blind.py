@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from medmllm.eval import metrics as M
-
-if TYPE_CHECKING:
-    from medmllm.eval.runner import Evaluator, Prediction
-    from medmllm.eval.task import Item, Task
+from medmllm.eval.predictions import Prediction, Predictor
+from medmllm.eval.task import Item, Task
 
 BLANK_SIZE = 224
 BLANK_GREY = 128
@@ -40,7 +38,7 @@ def blank_image() -> Path:
 
 
 def blind_control(
-    evaluator: Evaluator,
+    evaluator: Predictor,
     task: Task,
     items: Sequence[Item],
     exemplars: list[Item],

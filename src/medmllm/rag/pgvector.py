@@ -50,7 +50,7 @@ from medmllm.errors import (
 )
 from medmllm.rag.chunk import Chunk
 from medmllm.rag.embed import EmbeddingCache, Encoder, embed_with_cache, get_encoder
-from medmllm.rag.retriever import RETRIEVERS, Hit, Retriever, RetrieverConfig
+from medmllm.rag.retriever import RETRIEVERS, BaseRetriever, Hit, RetrieverConfig
 
 DSN_ENV = "MEDMLLM_PG_DSN"
 INFO_FILE = "pgvector.json"
@@ -216,7 +216,7 @@ _TSQUERY_SQL = (
 
 
 @RETRIEVERS.register("pgvector")
-class PgVectorRetriever(Retriever):
+class PgVectorRetriever(BaseRetriever):
     """Chunks in PostgreSQL: HNSW cosine search, full-text search and RRF hybrid in SQL.
 
     Args:

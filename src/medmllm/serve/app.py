@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,146 +25,29 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi import HTTPException as FastAPIHTTPException
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medmllm.errors import MedMLLMError, UnsupportedInputError
 from medmllm.models.generator import BaseGenerator
-from medmllm.safety.guard import Guard, GuardConfig
-from medmllm.serve.runtime import DeadlineError, ModelRunner, TooBusyError
+from medmllm.safety.guard import Guard
+from medmllm.serve.runtime import DeadlineError, TooBusyError
+from medmllm.serve.state import (  # noqa: F401 - re-exported
+    ApiError,
+    ServeConfig,
+    ServerState,
+    error_response,
+    hash_key,
+    require_key,
+    sse,
+    sse_response,
+)
+from medmllm.validation import validation_message
 
 log = logging.getLogger("medmllm.serve")
+
 WEB_DIR = Path(__file__).with_name("web")
-
-
-class ServeConfig(BaseModel):
-    """Settings of one server process."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_name: str = Field("", description="Name served in /v1/models (default: the model id).")
-    api_keys: list[str] = Field(
-        default_factory=list, description="Plain API keys; hashed at start-up, never kept."
-    )
-    api_key_hashes: list[str] = Field(
-        default_factory=list, description="SHA-256 hex digests of accepted API keys."
-    )
-    max_body_bytes: int = Field(8_000_000, ge=1_024, description="Largest request body (413).")
-    body_timeout_s: float = Field(10.0, gt=0, description="Time to receive a body (408).")
-    max_image_bytes: int = Field(5_000_000, ge=1_024, description="Largest decoded image.")
-    max_image_pixels: int = Field(25_000_000, ge=1, description="Most pixels per image (bombs).")
-    max_images: int = Field(4, ge=0, description="Images per request.")
-    request_timeout_s: float = Field(120.0, gt=0, description="Deadline of one request (504).")
-    max_inflight: int = Field(32, ge=1, description="Requests admitted at once; more get 429.")
-    max_tokens_limit: int = Field(2048, ge=1, description="Upper bound on max_tokens.")
-    cors_origins: list[str] = Field(
-        default_factory=list, description="Allowed browser origins; empty = CORS off."
-    )
-    index: str | None = Field(None, description="Retrieval index used by /v1/ask (None: no RAG).")
-    top_k: int = Field(3, ge=1, le=20, description="Passages retrieved per /v1/ask question.")
-    web_ui: bool = Field(True, description="Serve the web UI at /.")
-    guard: GuardConfig = Field(
-        default_factory=GuardConfig, description="Crisis check, PHI scrubbing and audit log."
-    )
-
-    def key_hashes(self) -> list[str]:
-        return [hash_key(k) for k in self.api_keys] + [h.lower() for h in self.api_key_hashes]
-
-
-def hash_key(key: str) -> str:
-    """How API keys are stored: the hex SHA-256 of the key."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-class ApiError(Exception):
-    """An error answered as OpenAI-style JSON."""
-
-    def __init__(
-        self, status: int, message: str, kind: str = "invalid_request_error", **headers: str
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.kind = kind
-        self.headers = headers
-
-
-def error_response(status: int, message: str, kind: str, headers: dict[str, str] | None = None):
-    body = {"error": {"message": message, "type": kind, "code": status}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-class ServerState:
-    """What the routes share: config, model runner, guard, metrics."""
-
-    def __init__(self, config: ServeConfig, generator: BaseGenerator, guard: Guard) -> None:
-        self.config = config
-        self.generator = generator
-        self.model_name = config.model_name or generator.model_id
-        self.runner = ModelRunner(config.max_inflight, config.request_timeout_s)
-        self.guard = guard
-        self.key_hashes = config.key_hashes()
-        self._retriever: Any = None
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "medmllm_requests",
-            "Requests by route and status",
-            ["route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "medmllm_request_seconds", "Request latency", ["route"], registry=self.registry
-        )
-        self.tokens = Counter(
-            "medmllm_generated_tokens", "Completion tokens generated", registry=self.registry
-        )
-        self.inflight = Gauge("medmllm_inflight", "Admitted requests", registry=self.registry)
-        self.inflight.set_function(lambda: self.runner.inflight)
-        self.crisis = Counter(
-            "medmllm_crisis_flags", "Crisis-flagged turns", registry=self.registry
-        )
-
-    def retriever(self) -> Any:
-        if self.config.index is None:
-            return None
-        if self._retriever is None:
-            from medmllm.rag.index import indexes_root, open_index
-            from medmllm.rag.starter import STARTER_INDEX, build_starter_index
-
-            if self.config.index == STARTER_INDEX and not (indexes_root() / STARTER_INDEX).exists():
-                build_starter_index(progress=False)
-            self._retriever = open_index(self.config.index)
-        return self._retriever
-
-
-# -- security ---------------------------------------------------------------------------------
-def _presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return request.headers.get("x-api-key")
-
-
-def require_key(request: Request) -> str | None:
-    """The caller's key hash (for the audit log) or 401; constant-time over every stored hash."""
-    state: ServerState = request.app.state.medmllm
-    if not state.key_hashes:
-        return None
-    key = _presented_key(request)
-    if not key:
-        raise ApiError(401, "missing API key (Authorization: Bearer KEY)", "authentication_error")
-    digest = hash_key(key)
-    ok = False
-    for stored in state.key_hashes:  # no early exit: timing does not reveal which one matched
-        ok |= hmac.compare_digest(digest, stored)
-    if not ok:
-        log.warning("rejected API key sha256:%s", digest[:12])
-        raise ApiError(401, "invalid API key", "authentication_error")
-    return digest
 
 
 class _SlowBodyMiddleware:
@@ -286,13 +166,8 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Never echo the input (it may hold PHI): location and message only.
-        problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-            for e in exc.errors()[:5]
-        ]
-        return error_response(
-            400, "invalid request: " + "; ".join(problems), "invalid_request_error"
-        )
+        problems = validation_message(exc, limit=5, quote_keys=False)
+        return error_response(400, "invalid request: " + problems, "invalid_request_error")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -344,18 +219,3 @@ def create_app(
     app.add_middleware(_MetricsMiddleware, state=state)
     app.add_middleware(_SlowBodyMiddleware, timeout_s=config.body_timeout_s)
     return app
-
-
-async def sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    """Server-sent events: one ``data:`` line per JSON event, then ``[DONE]``."""
-    async for event in events:
-        yield b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
-    yield b"data: [DONE]\n\n"
-
-
-def sse_response(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
-    return StreamingResponse(
-        sse(events),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )

@@ -20,7 +20,6 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.models.generator import SamplingParams, StreamChunk
-from medmllm.serve.app import ApiError, ServerState, require_key, sse_response
 from medmllm.serve.scoring import (
     TokenLogprobs,
     chat_prompt_text,
@@ -29,6 +28,7 @@ from medmllm.serve.scoring import (
     prompt_logprobs,
     supports_tokens,
 )
+from medmllm.serve.state import ApiError, ServerState, require_key, sse_response
 
 
 class ImageURL(BaseModel):

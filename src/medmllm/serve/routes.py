@@ -9,7 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from medmllm.serve.app import ServerState, require_key, sse_response
+from medmllm.serve.state import ServerState, require_key, sse_response
 
 
 class AskRequest(BaseModel):

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medmllm.errors import ConfigError, MissingDependencyError, RunMismatchError
 from medmllm.provenance import config_hash, environment
+from medmllm.validation import validation_message
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback, TrainingArguments
@@ -113,13 +114,7 @@ class TrainConfig(BaseModel):
 
 # -- config files ------------------------------------------------------------------------------
 def _format_validation_error(exc: ValidationError, source: str) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        got = err.get("input")
-        shown = "" if err["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
-        parts.append(f"key '{key}': {err['msg']}{shown}")
-    return f"invalid config {source}: " + "; ".join(parts)
+    return f"invalid config {source}: " + validation_message(exc, show_input=True)
 
 
 def validate_config(cls: type[C], raw: dict[str, Any], source: str = "<config>") -> C:

@@ -75,15 +75,3 @@ def calculator_tools() -> list[Tool]:
         desc = f"{calc.title}. {calc.description}"
         tools.append(Tool(name, desc, calc.parameters_schema(), run, group="calculator"))
     return tools
-
-
-def builtin_tools() -> list[Tool]:
-    """All registered tools: calculators, ICD-10-CM, drug interactions, unit conversion."""
-    import medmllm.agent.tools.ddi
-    import medmllm.agent.tools.icd10
-    import medmllm.agent.tools.units_tool  # noqa: F401 - register
-
-    for tool in calculator_tools():
-        if tool.name not in TOOLS:
-            TOOLS.register(tool.name, tool)
-    return [TOOLS.get(n) for n in TOOLS.names()]

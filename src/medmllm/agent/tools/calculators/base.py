@@ -31,6 +31,7 @@ from pydantic_core import core_schema
 from medmllm.agent.tools.units import KINDS, parse_quantity, to_canonical
 from medmllm.errors import ToolInputError
 from medmllm.registry import Registry
+from medmllm.validation import missing_keys, validation_message
 
 
 class Inputs(BaseModel):
@@ -127,19 +128,11 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def validation_message(exc: ValidationError) -> str:
-    """Pydantic errors as ``field: reason`` lines (no pydantic boilerplate)."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "input"
-        ctx_err = (err.get("ctx") or {}).get("error")
-        msg = str(ctx_err) if ctx_err is not None else err["msg"]
-        if err["type"] == "missing":
-            msg = "required value is missing"
-        elif err["type"] == "extra_forbidden":
-            msg = "is not an input of this calculator"
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
+def _problems(exc: ValidationError) -> str:
+    """Pydantic errors as ``field: reason`` (the one formatter, medmllm.validation)."""
+    return validation_message(exc, limit=20, quote_keys=False).replace(
+        "is not an allowed key", "is not an input of this calculator"
+    )
 
 
 class Calculator:
@@ -169,13 +162,13 @@ class Calculator:
         try:
             return self.inputs.model_validate(arguments)
         except ValidationError as exc:
-            missing = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "missing"]
+            missing = missing_keys(exc)
             hint = (
                 f"ask the user for {', '.join(missing)}; never guess clinical values"
                 if missing
                 else "correct the value or give its unit"
             )
-            raise ToolInputError(f"{self.name}: {validation_message(exc)}", hint=hint) from None
+            raise ToolInputError(f"{self.name}: {_problems(exc)}", hint=hint) from None
 
     def __call__(self, arguments: dict[str, Any] | None = None, /, **kwargs: Any) -> CalcResult:
         parsed = self.validate({**(arguments or {}), **kwargs})
