@@ -68,7 +68,7 @@ def test_disk_full_while_writing_the_report_keeps_the_previous_pair(
     assert info.value.errno == errno.ENOSPC
     assert (out / "results.json").read_text() == old_json
     assert (out / "report.html").read_text() == old_html
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.json", "samples.jsonl"]
 
 
 def test_negative_or_zero_numbers_fail_before_any_work() -> None:
