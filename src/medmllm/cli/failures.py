@@ -29,12 +29,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from medmllm.errors import MedMLLMError
+# typer 0.29 vendors click (pinned in pyproject.toml); the standalone package's classes are
+# different objects, so catching those would miss every usage error.
+from typer._click import exceptions as click_exceptions
 
-try:  # typer >= 0.29 vendors click; the standalone package's classes are different objects
-    from typer._click import exceptions as click_exceptions
-except ImportError:  # pragma: no cover - older typer uses the click package itself
-    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+from medmllm.errors import MedMLLMError
 
 INTERRUPTED = "interrupted — rerun the same command to resume"
 EXIT_USER = 2

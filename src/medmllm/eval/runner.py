@@ -588,22 +588,26 @@ def write_results(
     results.setdefault("config_hash", run_config_hash(results))
     check_out_dir(out_dir, results["config_hash"], overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if samples is not None:
-        write_samples(out_dir / SAMPLES_FILE, samples)
     target, page = out_dir / "results.json", out_dir / "report.html"
     tmp_json = out_dir / ".results.json.tmp"
     tmp_page = out_dir / ".report.html.partial"
+    tmp_samples = out_dir / f".{SAMPLES_FILE}.partial"
     try:
+        if samples is not None:
+            write_samples(tmp_samples, samples)
         tmp_json.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
         if report:
             from medmllm.eval.report import write_report
 
             write_report(results, tmp_page)
         page.unlink(missing_ok=True)
+        if samples is not None:
+            os.replace(tmp_samples, out_dir / SAMPLES_FILE)
         os.replace(tmp_json, target)
         if report:
             os.replace(tmp_page, page)
     finally:
         tmp_json.unlink(missing_ok=True)
         tmp_page.unlink(missing_ok=True)
+        tmp_samples.unlink(missing_ok=True)
     return target
