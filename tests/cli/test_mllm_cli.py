@@ -106,7 +106,7 @@ def test_train_then_ask_about_vqa_rad_and_dicom_then_eval(
         assert answer.strip()
     out = tmp_path / "eval"
     proc = run(
-        "eval", "run", "-t", "vqa_rad", "-b", "hf", "-m", model, "--mode", "gen",
+        "eval", "-t", "vqa_rad", "-b", "hf", "-m", model, "--mode", "gen",
         "--limit", "12", "-o", str(out), "-q", "--no-cache",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
