@@ -106,13 +106,13 @@ def test_train_then_ask_about_vqa_rad_and_dicom_then_eval(
         assert answer.strip()
     out = tmp_path / "eval"
     proc = run(
-        "eval", "run", "-t", "vqa_rad", "-b", "hf", "-m", model, "--mode", "gen",
+        "eval", "-t", "vqa_rad", "-b", "hf", "-m", model, "--mode", "gen",
         "--limit", "12", "-o", str(out), "-q", "--no-cache",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
     section = results["tasks"]["vqa_rad"]
-    gain = section["blind_control"]["image_gain"]["vqa_accuracy"]
+    gain = section["blind_control"]["image_gain"]["vqa_closed_accuracy"]
     assert len(gain["ci"]) == 2 and section["majority_baseline"]
     assert "Image-blind control" in (out / "report.html").read_text()
 
