@@ -11,7 +11,7 @@ Caveat written into the results: the templates use the labels real notes use ("M
 "Fax:") and the same conventions the medical recognizers were written for, so these figures are
 an upper bound for real notes, which need their own annotated sample.
 
-    python bench/deid.py [--notes 300] [--seed 7]
+    python bench/deid.py [--notes 300] [--seed 11]
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def _r(x: float | None) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
 
     from faker import Faker
@@ -266,7 +266,9 @@ def main() -> None:
         "load_avg_before": list(load_before),
         "load_avg_after": list(os.getloadavg()),
         "caveat": "Synthetic notes share label conventions with the recognizers (MRN:, DOB, Fax:); "
-        "real notes need an annotated sample. Speeds measured on a shared, loaded machine.",
+        "real notes need an annotated sample. The recognizers were tuned after reading the misses "
+        "on seed 7 (60 notes); the default seed 11 is held out. Speeds measured on a shared, "
+        "loaded machine (see load_avg): not a speed claim.",
         "environment": environment(),
     }
     path = write_json("deid.json", payload)

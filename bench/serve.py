@@ -166,6 +166,8 @@ def main() -> None:
             "tokens_per_s": round(direct_tokens / direct_wall, 2),
         },
         "overhead_vs_direct": round(per_req_server / per_req_direct - 1, 4),
+        # 504s end requests early, so their wall time says nothing about overhead.
+        "valid_for_overhead": not errors,
         "note": "The model runs one request at a time in both modes; latency under 16 clients is "
         "mostly queueing. Overhead = server wall time per request / direct wall time per request "
         "- 1. Measured on a shared machine under load (see load_avg): not a speed claim.",
