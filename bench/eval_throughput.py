@@ -8,8 +8,9 @@ zero-shot and 5-shot with the same five fixed exemplars (rows 1–5, first_n).
 
 Each engine runs as its own process, timed from start to exit (imports, model load, scoring,
 writing results): questions/s = N / whole-process wall time. Ours runs with ``--no-cache``.
-lm-eval runs at ``--batch_size`` 1, 8 and auto zero-shot (auto capped by ``--max_batch_size 16``);
-5-shot at the batch size that was fastest zero-shot (``--fewshot-batch-sizes all`` runs all three again: ~2× longer). Ratios are
+lm-eval runs at ``--batch_size`` 1, 8 and auto zero-shot (auto capped by
+``--max_batch_size 16``); 5-shot at the batch size that was fastest zero-shot
+(``--fewshot-batch-sizes all`` runs all three again: ~2x longer). Ratios are
 against the fastest lm-eval run of each setting, and predictions are compared per question
 (lm-eval's ``--log_samples``). Writes ``bench/results/eval_throughput.json`` with
 ``medmllm.provenance.environment()`` (versions, commit, load) and load averages before/after.
