@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -45,17 +46,22 @@ def served(gguf: Path) -> Iterator[str]:
             yield url
         finally:
             proc.terminate()
-            proc.wait(timeout=20)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         return
     with llama_server(gguf) as server:
         yield server.base_url
 
 
-def run_once(url: str, concurrency: int, questions: int, max_tokens: int) -> dict[str, Any]:
+def run_once(
+    url: str, concurrency: int, questions: int, max_tokens: int, timeout: float
+) -> dict[str, Any]:
     from medmllm.eval.runner import EvalOptions, run_eval
     from medmllm.models.generator import load_generator
 
-    gen = load_generator("openai", base_url=url, concurrency=concurrency, timeout=120)
+    gen = load_generator("openai", base_url=url, concurrency=concurrency, timeout=timeout)
     options = EvalOptions(
         mode="gen", limit=questions, max_tokens=max_tokens, concurrency=concurrency
     )
@@ -81,10 +87,11 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=24)
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--concurrency", default="1,8", help="comma-separated levels")
+    parser.add_argument("--timeout", type=float, default=300.0, help="per request (loaded hosts)")
     parser.add_argument("--out", default="openai_concurrency.json", help="name in bench/results/")
     args = parser.parse_args()
 
-    from medmllm.errors import UnsupportedInputError
+    from medmllm.errors import BackendConnectionError, UnsupportedInputError
     from medmllm.models.defaults import resolve_model_path
     from medmllm.models.generator import LoglikelihoodRequest, load_generator
     from medmllm.provenance import environment
@@ -101,19 +108,21 @@ def main() -> None:
         "runs": [],
     }
     with served(gguf) as url:
-        warm = load_generator("openai", base_url=url)
+        warm = load_generator("openai", base_url=url, timeout=args.timeout)
         warm.chat([{"role": "user", "content": "Hello"}], max_tokens=2)  # load, first-call costs
+        for level in (int(c) for c in args.concurrency.split(",")):
+            print(f"concurrency {level} …", flush=True)
+            run = run_once(url, level, args.questions, args.max_tokens, args.timeout)
+            print(f"    {run['questions_per_s']} q/s ({run['wall_s']} s)", flush=True)
+            report["runs"].append(run)
         try:
             warm.loglikelihood([LoglikelihoodRequest("Question: 2+2=?\nAnswer:", " 4")])
             report["loglikelihood_mode"] = "accepted by this server"
         except UnsupportedInputError as exc:
             report["loglikelihood_mode"] = f"refused: {exc.message}"
+        except BackendConnectionError as exc:
+            report["loglikelihood_mode"] = f"not probed: {exc.message}"
         warm.close()
-        for level in (int(c) for c in args.concurrency.split(",")):
-            print(f"concurrency {level} …", flush=True)
-            run = run_once(url, level, args.questions, args.max_tokens)
-            print(f"    {run['questions_per_s']} q/s ({run['wall_s']} s)", flush=True)
-            report["runs"].append(run)
     first, last = report["runs"][0], report["runs"][-1]
     report["speedup"] = round(last["questions_per_s"] / first["questions_per_s"], 2)
     report["same_predictions"] = first["predictions"] == last["predictions"]
