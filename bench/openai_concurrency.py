@@ -32,7 +32,6 @@ sys.path.insert(0, str(REPO))
 
 from bench._common import write_json  # noqa: E402
 
-
 SERVER_ARGS = ("--interrupt_requests", "False")
 
 
