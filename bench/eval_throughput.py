@@ -8,8 +8,9 @@ zero-shot and 5-shot with the same five fixed exemplars (rows 1–5, first_n).
 
 Each engine runs as its own process, timed from start to exit (imports, model load, scoring,
 writing results): questions/s = N / whole-process wall time. Ours runs with ``--no-cache``.
-lm-eval runs at ``--batch_size`` 1, 8 and auto zero-shot; 5-shot at the batch size that was
-fastest zero-shot (``--fewshot-batch-sizes all`` runs all three again: ~2× longer). Ratios are
+lm-eval runs at ``--batch_size`` 1, 8 and auto zero-shot (auto capped by
+``--max_batch_size 16``); 5-shot at the batch size that was fastest zero-shot
+(``--fewshot-batch-sizes all`` runs all three again: ~2x longer). Ratios are
 against the fastest lm-eval run of each setting, and predictions are compared per question
 (lm-eval's ``--log_samples``). Writes ``bench/results/eval_throughput.json`` with
 ``medmllm.provenance.environment()`` (versions, commit, load) and load averages before/after.
@@ -136,12 +137,20 @@ def lm_eval_predictions(out: Path) -> list[str]:
 
 
 def run_lm_eval(
-    hf_dir: Path, include: Path, k: int, batch: str, out: Path, env: dict[str, str]
+    hf_dir: Path,
+    include: Path,
+    k: int,
+    batch: str,
+    out: Path,
+    env: dict[str, str],
+    max_batch_size: int = 16,
 ) -> dict:
     cmd = [sys.executable, "-m", "lm_eval", "--model", "hf"]
     cmd += ["--model_args", f"pretrained={hf_dir},dtype=float32", "--tasks", "medmcqa_bench"]
     cmd += ["--include_path", str(include), "--num_fewshot", str(k), "--device", "cpu"]
     cmd += ["--batch_size", batch, "--output_path", str(out), "--log_samples"]
+    if batch.startswith("auto"):
+        cmd += ["--max_batch_size", str(max_batch_size)]
     wall = _timed(cmd, env)
     data = json.loads(sorted(out.rglob("results_*.json"))[-1].read_text())
     metrics = data["results"]["medmcqa_bench"]
@@ -175,6 +184,13 @@ def main() -> None:
         "--fewshot-batch-sizes",
         default="best",
         help="lm-eval batch sizes for k > 0: 'best' (fastest zero-shot one) or 'all'",
+    )
+    parser.add_argument(
+        "--lm-eval-max-batch-size",
+        type=int,
+        default=16,
+        help="lm-eval's --max_batch_size for auto: its probe runs 5 forward passes of that many "
+        "longest rows, which at the default 64 costs a CPU more than the evaluation itself",
     )
     parser.add_argument("--out", default="eval_throughput.json", help="name in bench/results/")
     args = parser.parse_args()
@@ -236,9 +252,13 @@ def main() -> None:
                 elif engine == "ours-llamacpp":
                     result = run_ours("llamacpp", str(gguf), task, out, env)
                 else:
-                    result = run_lm_eval(hf_dir, include, k, str(batch), out, env)
+                    result = run_lm_eval(
+                        hf_dir, include, k, str(batch), out, env, args.lm_eval_max_batch_size
+                    )
                 result["questions_per_s"] = round(n / result["wall_s"], 3)
                 row[label] = result
+                report["settings"][f"{k}-shot"] = row
+                write_json(args.out, {**report, "complete": False})  # a killed run keeps data
                 shown = {key: v for key, v in result.items() if key != "predictions"}
                 print(f"    {shown}", flush=True)
             lm_runs = {key: v for key, v in row.items() if key.startswith("lm-eval-bs")}
@@ -261,7 +281,7 @@ def main() -> None:
             row["load_avg_end"] = list(os.getloadavg())
             report["settings"][f"{k}-shot"] = row
     report["environment_end_load_avg"] = list(os.getloadavg())
-    path = write_json(args.out, report)
+    path = write_json(args.out, {**report, "complete": True})
     print(f"wrote {path}")
 
 
