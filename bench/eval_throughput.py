@@ -196,8 +196,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from medmllm.config import get_settings
-    from medmllm.models.backends.hf import convert_gguf
     from medmllm.models.defaults import resolve_model_path
+    from medmllm.models.hf_weights import convert_gguf
     from medmllm.provenance import environment
 
     gguf = resolve_model_path(None)

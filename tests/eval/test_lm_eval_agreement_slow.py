@@ -26,8 +26,8 @@ def test_predictions_equal_lm_eval_on_50_questions(shared_data: Path, tmp_path: 
     )
 
     from medmllm.config import get_settings
-    from medmllm.models.backends.hf import convert_gguf
     from medmllm.models.defaults import resolve_model_path
+    from medmllm.models.hf_weights import convert_gguf
 
     hf_dir = convert_gguf(resolve_model_path(None), get_settings().cache_dir("hf"))
     env = dict(os.environ, MEDMLLM_SHARED_DATA=str(shared_data), HF_DATASETS_OFFLINE="1")

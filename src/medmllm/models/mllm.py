@@ -85,8 +85,8 @@ class MLLMConfig(BaseModel):
 def default_llm_folder() -> Path:
     """The embedded SmolLM2 as a cached HF folder (converted from the GGUF on first use)."""
     from medmllm.config import get_settings
-    from medmllm.models.backends.hf import convert_gguf
     from medmllm.models.defaults import resolve_model_path
+    from medmllm.models.hf_weights import convert_gguf
 
     return convert_gguf(resolve_model_path(None), get_settings().cache_dir("hf"))
 
@@ -95,9 +95,9 @@ def _llm_source(cfg: LLMConfig) -> str:
     if cfg.tiny or cfg.model_id is None:
         return str(default_llm_folder())
     from medmllm.config import get_settings
-    from medmllm.models.backends.hf import HFGenerator
+    from medmllm.models.hf_weights import resolve_hf_model
 
-    return HFGenerator._resolve(cfg.model_id, get_settings())
+    return resolve_hf_model(cfg.model_id, get_settings())
 
 
 def _load_llm(cfg: LLMConfig, tokenizer: Any) -> nn.Module:

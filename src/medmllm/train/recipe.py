@@ -64,8 +64,8 @@ def resolve_base_model(model: str | None) -> str:
         OfflineError: a hub id while offline.
     """
     from medmllm.config import ensure_online, get_settings
-    from medmllm.models.backends.hf import convert_gguf
     from medmllm.models.defaults import EMBEDDED_MODELS, is_gguf, resolve_model_path
+    from medmllm.models.hf_weights import convert_gguf
 
     settings = get_settings()
     local = model is None or model in EMBEDDED_MODELS or model == "default"
