@@ -324,7 +324,7 @@ def patient_reply(case: DialogueCase, question: str) -> str:
 
 
 class _Ask(BaseModel):
-    question: str = Field(max_length=200)
+    question: str
 
 
 class _Dx(BaseModel):

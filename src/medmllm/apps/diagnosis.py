@@ -42,9 +42,9 @@ class DiagnosisRequest(BaseModel):
 
 
 class Differential(BaseModel):
-    diagnosis: str = Field(max_length=120, description="Condition name.")
+    diagnosis: str = Field(description="Condition name.")
     likelihood: Likelihood = Field(description="Likelihood wording, most likely first.")
-    reasoning: str = Field(max_length=200, description="Findings for and against.")
+    reasoning: str = Field(description="Findings for and against.")
 
 
 class _ModelOutput(BaseModel):
