@@ -29,7 +29,7 @@ class MCQ(BaseModel):
     question: str = Field(min_length=5, description="The stem.")
     options: list[str] = Field(min_length=4, max_length=4, description="Options A-D.")
     answer: Literal["A", "B", "C", "D"] = Field(description="Letter of the one correct option.")
-    explanation: str = Field(description="Why the key is right, citing [1].")
+    explanation: str = Field("", description="Why the key is right, citing [1].")
 
 
 class _ModelItems(BaseModel):
