@@ -81,14 +81,14 @@ def passages_block(citations: Sequence[Citation]) -> str:
     return "\n".join(f"[{c.n}] {c.text}" for c in citations)
 
 
-# Dropped from schemas sent to the decoder: titles are noise, and string length bounds become
+# Dropped from schemas sent to the decoder: titles are noise, and string maximum lengths become
 # deeply nested grammar rules (one optional per character) that make llama.cpp sampling crawl;
 # max_tokens bounds the length instead, and pydantic still validates the result.
-_GRAMMAR_DROP = {"title", "maxLength", "minLength"}
+_GRAMMAR_DROP = {"title", "maxLength"}
 
 
 def grammar_schema(schema: Any) -> Any:
-    """``schema`` without titles and string length bounds (see ``_GRAMMAR_DROP``)."""
+    """``schema`` without titles and string maximum lengths (see ``_GRAMMAR_DROP``)."""
     if isinstance(schema, dict):
         return {k: grammar_schema(v) for k, v in schema.items() if k not in _GRAMMAR_DROP}
     if isinstance(schema, list):
