@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=5, help="Validation rows (of 100).")
     ap.add_argument("--backend", default="llamacpp")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads.")
     ap.add_argument("--judge-self", action="store_true", help="Judge with the same model.")
     args = ap.parse_args(argv)
 
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(os.environ.get("MEDMLLM_SHARED_DATA", Path(__file__).parents[2] / "shared/data"))
     path = data / "train" / "mts_dialog" / "mts_dialog_train_val.jsonl"
     load_start = os.getloadavg()
-    gen = load_generator(args.backend, args.model)
+    options = {"n_threads": args.threads} if args.threads and args.backend == "llamacpp" else {}
+    gen = load_generator(args.backend, args.model, **options)
     result = evaluate_mts_dialog(gen, path, limit=args.n, judge=gen if args.judge_self else None)
     gen.close()
     payload = {

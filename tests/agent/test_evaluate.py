@@ -72,3 +72,12 @@ def test_scripted_patient_and_dialogue(scripted_generator) -> None:
     )
     out = run_dialogue_case(mi, gen, questions=2)
     assert not out["top1"] and out["top3"] and out["facts_revealed"] == 2
+
+
+def test_budget_text_is_not_read_as_an_answer(scripted_generator) -> None:
+    builtin_tools()
+    item = calculator_vignettes(9)[8]  # gcs, expected 8
+    rec = run_calculator_item(
+        item, scripted_generator(["not json"]), [TOOLS.get("gcs")], AgentConfig(max_steps=2)
+    )
+    assert rec["status"] == "budget_exhausted" and rec["predicted"] is None

@@ -194,7 +194,11 @@ def run_calculator_item(
             "latency_s": round(time.perf_counter() - start, 3),
         }
     out = Agent(generator, tools, config).run(item.text)
-    pred = out.value if out.value is not None else extract_answer(out.answer, item.kind)
+    # The value of a tool call, else a number in a *final* answer (a budget-exhausted or
+    # ask-user text holds step counts, not answers).
+    pred = out.value
+    if pred is None and out.status == "final":
+        pred = extract_answer(out.answer, item.kind)
     tool_steps = [s for s in out.trace if s.action not in (FINAL, "ask_user")]
     first_tool = next((s.action for s in tool_steps if s.action != "invalid"), None)
     parsed = [s for s in out.trace if s.action != "invalid"]
@@ -320,7 +324,7 @@ def patient_reply(case: DialogueCase, question: str) -> str:
 
 
 class _Ask(BaseModel):
-    question: str = Field(max_length=200)
+    question: str
 
 
 class _Dx(BaseModel):

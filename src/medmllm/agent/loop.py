@@ -168,7 +168,7 @@ def action_schema(tools: Sequence[Tool]) -> dict[str, Any]:
                     "action": {"const": name},
                     "arguments": {
                         "type": "object",
-                        "properties": {key: {"type": "string", "maxLength": 400}},
+                        "properties": {key: {"type": "string"}},
                         "required": [key],
                         "additionalProperties": False,
                     },

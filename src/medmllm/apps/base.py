@@ -82,11 +82,18 @@ def passages_block(citations: Sequence[Citation]) -> str:
     return "\n".join(f"[{c.n}] {c.text}" for c in citations)
 
 
-def _strip_titles(schema: Any) -> Any:
+# Dropped from schemas sent to the decoder: titles are noise, and string maximum lengths become
+# deeply nested grammar rules (one optional per character) that make llama.cpp sampling crawl;
+# max_tokens bounds the length instead, and pydantic still validates the result.
+_GRAMMAR_DROP = {"title", "maxLength"}
+
+
+def grammar_schema(schema: Any) -> Any:
+    """``schema`` without titles and string maximum lengths (see ``_GRAMMAR_DROP``)."""
     if isinstance(schema, dict):
-        return {k: _strip_titles(v) for k, v in schema.items() if k != "title"}
+        return {k: grammar_schema(v) for k, v in schema.items() if k not in _GRAMMAR_DROP}
     if isinstance(schema, list):
-        return [_strip_titles(v) for v in schema]
+        return [grammar_schema(v) for v in schema]
     return schema
 
 
@@ -106,7 +113,7 @@ def generate_json(
     """
     from json_repair import loads as repair_loads
 
-    schema = _strip_titles(model.model_json_schema())
+    schema = grammar_schema(model.model_json_schema())
     last = ""
     for attempt in range(attempts):
         comp = generator.chat(

@@ -42,17 +42,25 @@ class DiagnosisRequest(BaseModel):
 
 
 class Differential(BaseModel):
-    diagnosis: str = Field(max_length=120, description="Condition name.")
+    diagnosis: str = Field(description="Condition name.")
     likelihood: Likelihood = Field(description="Likelihood wording, most likely first.")
-    reasoning: str = Field(max_length=200, description="Findings for and against.")
+    reasoning: str = Field("", description="Findings for and against.")
 
 
 class _ModelOutput(BaseModel):
-    """What the model is asked to produce (the schema sent as the grammar)."""
+    """What the model is asked to produce (the schema sent as the grammar).
+
+    Later fields have defaults so that an answer cut off at max_tokens, once its JSON is
+    repaired, still validates with what was written.
+    """
 
     differential: list[Differential] = Field(min_length=1, max_length=5)
-    red_flags: list[str] = Field(max_length=4, description="Findings needing urgent action.")
-    next_tests: list[str] = Field(max_length=4, description="Investigations to order next.")
+    red_flags: list[str] = Field(
+        default_factory=list, max_length=4, description="Findings needing urgent action."
+    )
+    next_tests: list[str] = Field(
+        default_factory=list, max_length=4, description="Investigations to order next."
+    )
     cited: list[int] = Field(default_factory=list, max_length=5, description="Passage numbers.")
 
 

@@ -26,10 +26,10 @@ LETTERS = "ABCD"
 class MCQ(BaseModel):
     """One item: a stem, four options, the key and why."""
 
-    question: str = Field(min_length=5, max_length=400, description="The stem.")
+    question: str = Field(min_length=5, description="The stem.")
     options: list[str] = Field(min_length=4, max_length=4, description="Options A-D.")
     answer: Literal["A", "B", "C", "D"] = Field(description="Letter of the one correct option.")
-    explanation: str = Field(max_length=500, description="Why the key is right, citing [1].")
+    explanation: str = Field("", description="Why the key is right, citing [1].")
 
 
 class _ModelItems(BaseModel):

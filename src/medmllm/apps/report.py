@@ -62,12 +62,12 @@ class ReportRequest(BaseModel):
 
 
 class _SectionOut(BaseModel):
-    text: str = Field(min_length=1, max_length=1200, description="The section, in prose.")
+    text: str = Field(min_length=1, description="The section, in prose.")
 
 
 class _ImageOut(BaseModel):
-    findings: str = Field(max_length=1200, description="Radiology findings.")
-    impression: str = Field(max_length=400, description="Radiology impression.")
+    findings: str = Field(description="Radiology findings.")
+    impression: str = Field(description="Radiology impression.")
 
 
 class ReportResponse(BaseModel):
