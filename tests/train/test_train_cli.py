@@ -55,6 +55,7 @@ def _qa(path: Path, n: int = 16) -> Path:
 def test_bad_config_key_and_type(tmp_path: Path, tiny_model: Path) -> None:
     path = _config(tmp_path, tiny_model, _qa(tmp_path / "d.jsonl"), lerning_rate=0.1)
     _user_error(_run("train", "sft", "--config", str(path)), "lerning_rate", str(path))
+    assert not Path("runs").exists()
     path = _config(tmp_path, tiny_model, _qa(tmp_path / "d.jsonl"), max_steps="lots")
     _user_error(_run("train", "sft", "--config", str(path)), "max_steps", "lots", str(path))
 
@@ -63,11 +64,21 @@ def test_bad_data_and_model(tmp_path: Path, tiny_model: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "c"}\n')
     path = _config(tmp_path, tiny_model, data)
-    _user_error(_run("train", "sft", "-c", str(path)), "row 2", "completion")
+    out = ["-o", str(tmp_path / "run")]
+    _user_error(_run("train", "sft", "-c", str(path), *out), "row 2", "completion")
     data.write_text("")
-    _user_error(_run("train", "sft", "-c", str(path)), "no rows")
+    _user_error(_run("train", "sft", "-c", str(path), *out), "no rows")
     _qa(data)
-    proc = _run("train", "sft", "-c", str(path), "--model", str(tmp_path / "missing-model"))
+    proc = _run(
+        "train",
+        "sft",
+        "-c",
+        str(path),
+        "--model",
+        str(tmp_path / "missing-model"),
+        "-o",
+        str(tmp_path / "run"),
+    )
     _user_error(proc, "missing-model")
 
 
