@@ -184,3 +184,20 @@ def test_checkpoint_write_failure_keeps_previous(
     assert not (cfg.output_dir / "checkpoint-4").exists()
     assert core.last_checkpoint(cfg.output_dir) == cfg.output_dir / "checkpoint-2"
     assert (cfg.output_dir / "checkpoint-2" / "model.safetensors").is_file()
+
+
+def test_nested_overrides_merge(tmp_path: Path) -> None:
+    from pydantic import BaseModel, ConfigDict
+
+    class Inner(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        a: int = 1
+        b: int = 2
+
+    class Outer(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        inner: Inner = Inner()
+
+    path = tmp_path / "c.yaml"
+    path.write_text("inner: {a: 5, b: 6}\n")
+    assert core.load_config(path, Outer, {"inner": {"b": 9}}).inner.model_dump() == {"a": 5, "b": 9}

@@ -55,6 +55,7 @@ def _qa(path: Path, n: int = 16) -> Path:
 def test_bad_config_key_and_type(tmp_path: Path, tiny_model: Path) -> None:
     path = _config(tmp_path, tiny_model, _qa(tmp_path / "d.jsonl"), lerning_rate=0.1)
     _user_error(_run("train", "sft", "--config", str(path)), "lerning_rate", str(path))
+    assert not Path("runs").exists()
     path = _config(tmp_path, tiny_model, _qa(tmp_path / "d.jsonl"), max_steps="lots")
     _user_error(_run("train", "sft", "--config", str(path)), "max_steps", "lots", str(path))
 
@@ -63,11 +64,21 @@ def test_bad_data_and_model(tmp_path: Path, tiny_model: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "c"}\n')
     path = _config(tmp_path, tiny_model, data)
-    _user_error(_run("train", "sft", "-c", str(path)), "row 2", "completion")
+    out = ["-o", str(tmp_path / "run")]
+    _user_error(_run("train", "sft", "-c", str(path), *out), "row 2", "completion")
     data.write_text("")
-    _user_error(_run("train", "sft", "-c", str(path)), "no rows")
+    _user_error(_run("train", "sft", "-c", str(path), *out), "no rows")
     _qa(data)
-    proc = _run("train", "sft", "-c", str(path), "--model", str(tmp_path / "missing-model"))
+    proc = _run(
+        "train",
+        "sft",
+        "-c",
+        str(path),
+        "--model",
+        str(tmp_path / "missing-model"),
+        "-o",
+        str(tmp_path / "run"),
+    )
     _user_error(proc, "missing-model")
 
 
@@ -127,3 +138,74 @@ def test_runs_unchanged_under_accelerate_launch(tmp_path: Path, tiny_model: Path
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "acc" / "result.json").read_text())["global_step"] == 2
+
+
+def test_set_overrides_nested_keys() -> None:
+    from medmllm.cli.train_text import parse_sets
+    from medmllm.errors import InvalidRequestError
+
+    assert parse_sets(["max_length=64", "data.limit=8", "lora.target_modules=[q_proj]"]) == {
+        "max_length": 64,
+        "data": {"limit": 8},
+        "lora": {"target_modules": ["q_proj"]},
+    }
+    with pytest.raises(InvalidRequestError):
+        parse_sets(["max_length"])
+
+
+SMALL = [
+    "--max-steps",
+    "1",
+    "--set",
+    "max_length=64",
+    "--set",
+    "batch_size=1",
+    "--set",
+    "grad_accum=1",
+    "--set",
+    "data.limit=4",
+]
+
+
+@pytest.mark.slow
+def test_shipped_configs_run_on_embedded_model_and_adapter_evaluates(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    repo = Path(__file__).resolve().parents[2] / "configs" / "train"
+    runs = {
+        "cpt": "cpt_medquad",
+        "ift": "ift_medquad",
+        "sft": "sft_mcqa",
+        "dpo": "dpo_mcqa",
+        "rlaif": "rlaif",
+    }
+    for recipe, name in runs.items():
+        extra = ["--set", "max_new_tokens=8", "--set", "data.limit=2"] if recipe == "rlaif" else []
+        proc = _run(
+            "train",
+            recipe,
+            "-c",
+            str(repo / f"{name}.yaml"),
+            "-o",
+            str(tmp_path / recipe),
+            *SMALL,
+            *extra,
+            timeout=900,
+        )
+        assert proc.returncode == 0, (recipe, proc.stderr[-3000:])
+    proc = _run(
+        "eval",
+        "--tasks",
+        "medmcqa",
+        "--limit",
+        "3",
+        "--backend",
+        "hf",
+        "--model",
+        str(tmp_path / "sft" / "adapter"),
+        "-o",
+        str(tmp_path / "eval"),
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["tasks"]["medmcqa"]

@@ -48,6 +48,25 @@ def run_from_cli(
     return module.train(config, overwrite=overwrite)
 
 
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as YAML; dotted keys nest) → an overrides mapping."""
+    import yaml
+
+    from medmllm.errors import InvalidRequestError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequestError(f"--set needs KEY=VALUE, got {item!r}")
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
 def _command(recipe: str) -> Any:
     def command(
         config: Path | None = typer.Option(  # noqa: B008
@@ -61,6 +80,9 @@ def _command(recipe: str) -> Any:
         save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N."),
         finetune: str | None = typer.Option(None, "--finetune", help="lora, full or qlora."),
         learning_rate: float | None = typer.Option(None, "--lr", help="Override learning_rate."),
+        sets: list[str] | None = typer.Option(  # noqa: B008
+            None, "--set", help="Override any key: --set max_length=128 --set data.limit=100."
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start the run folder over."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
@@ -74,6 +96,7 @@ def _command(recipe: str) -> Any:
             "finetune": finetune,
             "learning_rate": learning_rate,
         }
+        overrides.update(parse_sets(sets or []))
         result = run_from_cli(recipe, config, overrides, overwrite=overwrite)
         if as_json:
             typer.echo(json.dumps(result, default=str))

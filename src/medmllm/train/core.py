@@ -154,10 +154,20 @@ def load_config(path: str | Path, cls: type[C], overrides: dict[str, Any] | None
             f"{source} must hold a mapping of keys, got {type(raw).__name__}",
             hint="write one 'key: value' per line",
         )
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            raw[key] = value
-    return validate_config(cls, raw, str(source))
+    return validate_config(cls, _merge(raw, overrides or {}), str(source))
+
+
+def _merge(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of ``raw``: nested mappings merge key by key; None is skipped."""
+    out = dict(raw)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 # -- run folders -------------------------------------------------------------------------------

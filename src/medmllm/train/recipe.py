@@ -206,6 +206,7 @@ def run_recipe(
 
     _require_training_extras()
     dataset = load_dataset(config.data, fmt)  # bad data fails before any weights load
+    resolve_base_model(config.model)  # a missing model fails before the run folder is made
     run_dir = prepare_run_dir(config.output_dir, config, overwrite=overwrite)
     write_split(dataset, run_dir)
     seed_everything(config.seed)
