@@ -203,9 +203,9 @@ def run(
         from medmllm.rag.index import open_index
 
         retriever = open_index(rag)
-    from medmllm.models.generator import load_generator
+    from medmllm.models.generator import Purpose, load_generator
 
-    purpose = "score" if mode == "mc" else "chat"  # the fastest default backend for the job
+    purpose: Purpose = "score" if mode == "mc" else "chat"  # the fastest default for the job
     generator = load_generator(_load_backend(backend), model, purpose=purpose, **gen_options)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = out or default_run_dir(f"{stamp}-{'-'.join(t.name for t in loaded)}")
@@ -440,7 +440,7 @@ def judge_cmd(
     ids = [r["id"] for r in results["tasks"][task]["items"]]
     questions = judge_questions(load_task(task), ids)
     generator = load_generator(
-        _load_backend(backend), model, **({"base_url": base_url} if base_url else {})
+        _load_backend(backend), model, **generator_options(base_url=base_url)
     )
     cache = CallCache(default_cache_path())
     try:

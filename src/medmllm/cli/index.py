@@ -124,6 +124,7 @@ def build(
     from medmllm.validation import config_error
 
     try:
+        retriever_config: RetrieverConfig | None
         if preset is not None:
             retriever_config = preset_config(preset, **retriever_options)
         else:

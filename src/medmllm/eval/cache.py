@@ -203,6 +203,12 @@ class CachedGenerator:
         self.model_calls += 1
         return self.generator.stream(messages, images, **sampling)
 
+    def context_window(self) -> int | None:
+        return self.generator.context_window()
+
+    def count_tokens(self, messages: Sequence[Message | dict[str, str]]) -> int | None:
+        return self.generator.count_tokens(messages)
+
     def close(self) -> None:
         self.generator.close()
 

@@ -508,7 +508,9 @@ def run_eval(
     options = options or EvalOptions()
     loaded = [t if isinstance(t, Task) else load_task(t) for t in tasks]
     if out_dir is not None:  # refuse a folder holding another run before any model call
-        planned = {"model": {"backend": generator.backend, "model": generator.model_id}}
+        planned: dict[str, Any] = {
+            "model": {"backend": generator.backend, "model": generator.model_id}
+        }
         planned["config"] = {**asdict(options), "tasks": [t.name for t in loaded]}
         check_out_dir(Path(out_dir), run_config_hash(planned), overwrite=overwrite)
     path = None if cache_path == ":memory:" else Path(cache_path or default_cache_path())

@@ -22,7 +22,7 @@ import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,14 @@ from medmllm.errors import DataNotFoundError, InvalidRequestError, ShardMismatch
 from medmllm.eval.cache import model_fingerprint
 from medmllm.eval.runner import EvalOptions, Progress, run_eval
 from medmllm.eval.task import Task
-from medmllm.models.generator import Completion, LoglikelihoodRequest, Message
+from medmllm.models.generator import (
+    BaseGenerator,
+    ImageInput,
+    LoglikelihoodRequest,
+    Message,
+    SamplingParams,
+    StreamChunk,
+)
 from medmllm.provenance import config_hash
 
 SHARD_FILE = "shard.json"
@@ -118,12 +125,14 @@ def run_shard(
     return results
 
 
-class _Replay:
+class _Replay(BaseGenerator):
     """The Generator of a merge: every answer must come from the shards' pooled cache."""
 
+    supports_images = True
+
     def __init__(self, backend: str, model_id: str) -> None:
-        self.backend, self.model_id = backend, model_id
-        self.supports_images = True
+        super().__init__(model_id)
+        self.backend = backend
 
     def _missing(self) -> ShardMismatchError:
         return ShardMismatchError(
@@ -132,14 +141,16 @@ class _Replay:
             hint="re-run the incomplete shard (it resumes from its cache), then merge again",
         )
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
+    def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
         raise self._missing()
 
-    def chat(self, messages: Sequence[Message], images: Any = None, **sampling: Any) -> Completion:
+    def _stream(
+        self,
+        messages: list[Message],
+        images: Sequence[ImageInput] | None,
+        params: SamplingParams,
+    ) -> Iterator[StreamChunk]:
         raise self._missing()
-
-    def close(self) -> None:
-        pass
 
 
 def _read_shard(folder: Path) -> dict[str, Any]:

@@ -253,7 +253,7 @@ def write_table(table: dict[str, dict[str, Any]], path: Path) -> str:
     for stage, row in table.items():
         dist = row["medmcqa"].get("prediction_distribution") or {}
         total = sum(dist.values()) or 1
-        top = max(dist, key=dist.get) if dist else None
+        top = max(dist, key=lambda k: dist[k]) if dist else None
         top_s = f"{top} ({dist[top] / total:.0%})" if top else "n/a"
         cells = [stage, *(_fmt(row[n]) for n in MC_TASKS)]
         cells += [_fmt(row["mts_dialog"][m]) for m in ("rouge_l", "bleu", "meteor")] + [top_s]

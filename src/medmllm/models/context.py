@@ -1,6 +1,6 @@
 """Fitting a prompt into a model's context window: trim chat history, pack RAG passages.
 
-Counting happens before the model is called (:meth:`BaseGenerator.check_context` refuses a
+Counting happens before the model is called (:meth:`Generator.check_context` refuses a
 prompt that leaves no room, with the limit in the message); these helpers decide *what* to leave
 out first so that the prompt *and* ``max_tokens`` of reply fit:
 
@@ -18,14 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from medmllm.models.generator import BaseGenerator, Message
+from medmllm.models.generator import Generator, Message
 
 T = TypeVar("T")
 
 
-def fits(generator: BaseGenerator, messages: Sequence[Message], max_tokens: int) -> bool:
+def fits(generator: Generator, messages: Sequence[Message], max_tokens: int) -> bool:
     """Whether prompt + ``max_tokens`` fit the window (True when the window is unknown)."""
-    if not isinstance(generator, BaseGenerator):  # duck-typed doubles know no window
+    if not isinstance(generator, Generator):  # duck-typed doubles know no window
         return True
     window = generator.context_window()
     if window is None:
@@ -35,7 +35,7 @@ def fits(generator: BaseGenerator, messages: Sequence[Message], max_tokens: int)
 
 
 def trim_history(
-    generator: BaseGenerator,
+    generator: Generator,
     history: list[Message],
     build: Callable[[list[Message]], list[Message]],
     max_tokens: int,
@@ -54,7 +54,7 @@ def trim_history(
 
 
 def pack(
-    generator: BaseGenerator,
+    generator: Generator,
     ranked: Sequence[T],
     build: Callable[[list[T]], list[Message]],
     max_tokens: int,

@@ -184,6 +184,14 @@ class Generator(Protocol):
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]: ...
 
+    def context_window(self) -> int | None:
+        """Tokens the model can attend to; None when unknown."""
+        ...
+
+    def count_tokens(self, messages: Sequence[Message | dict[str, str]]) -> int | None:
+        """Prompt tokens of ``messages``; None when unknown."""
+        ...
+
     def close(self) -> None:
         """Release engine resources (servers, threads); safe to call twice."""
         ...

@@ -100,7 +100,7 @@ def _llm_source(cfg: LLMConfig) -> str:
     return resolve_hf_model(cfg.model_id, get_settings())
 
 
-def _load_llm(cfg: LLMConfig, tokenizer: Any) -> nn.Module:
+def _load_llm(cfg: LLMConfig, tokenizer: Any) -> Any:
     import transformers
 
     if cfg.tiny:
@@ -128,13 +128,13 @@ class MedMLLM(nn.Module):
         self,
         cfg: MLLMConfig,
         encoder: VisionEncoder,
-        llm: nn.Module,
+        llm: Any,
         tokenizer: Any,
     ) -> None:
         super().__init__()
         self.cfg = cfg
         self.encoder = encoder
-        self.llm = llm
+        self.llm: Any = llm  # a transformers PreTrainedModel (dynamic attributes)
         self.tokenizer = tokenizer
         llm_dim = int(llm.get_input_embeddings().weight.shape[1])
         self.aligner = build_aligner(cfg.aligner, encoder.hidden_size, llm_dim)

@@ -113,7 +113,7 @@ def _dinov2_config() -> Any:
         hidden_size=384,
         num_hidden_layers=12,
         num_attention_heads=6,
-        intermediate_size=1536,
+        mlp_ratio=4,  # 384 × 4 = 1536 hidden units in the MLP
         patch_size=14,
         image_size=518,
         layer_norm_eps=1e-6,

@@ -78,7 +78,7 @@ class VisionEncoder(nn.Module):
     def __init__(
         self,
         cfg: EncoderConfig,
-        model: nn.Module,
+        model: Any,
         processor: Any,
         hidden_size: int,
         kind: Literal["cnn", "vit", "clip"],
@@ -180,7 +180,7 @@ def _hub_processor(cfg: EncoderConfig, mean: list[float], std: list[float]) -> A
     return make_processor(cfg.image_size, mean, std)
 
 
-def _load_or_build(model_cls: Any, config: Any, cfg: EncoderConfig, **kwargs: Any) -> nn.Module:
+def _load_or_build(model_cls: Any, config: Any, cfg: EncoderConfig, **kwargs: Any) -> Any:
     if cfg.model_id is not None:
         from medmllm.config import ensure_online
 

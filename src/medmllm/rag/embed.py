@@ -180,9 +180,9 @@ class Encoder:
                 k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v
                 for k, v in features.items()
             }
-            vectors = self.model(features)["sentence_embedding"]
-            vectors = torch.nn.functional.normalize(vectors, dim=-1)
-        return vectors.float().cpu().numpy().astype(np.float32, copy=False)
+            embedded = self.model(features)["sentence_embedding"]
+            embedded = torch.nn.functional.normalize(embedded, dim=-1)
+        return embedded.float().cpu().numpy().astype(np.float32, copy=False)
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query → one unit vector (the latency-critical path of dense search)."""

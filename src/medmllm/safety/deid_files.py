@@ -168,7 +168,7 @@ def deid_path(
     deid = deidentifier or Deidentifier(**config)
     fields = list(fields) if fields else None
     if str(src) == "-":
-        fmt_ = "jsonl" if fmt == "jsonl" else "text"
+        fmt_: Literal["text", "jsonl"] = "jsonl" if fmt == "jsonl" else "text"
         if out is None or str(out) == "-":
             counts = deid_stream(sys.stdin, sys.stdout, deid, fmt=fmt_, fields=fields)
         else:
@@ -190,7 +190,7 @@ def deid_path(
             raise InvalidRequestError(
                 f"{src} is a folder: an output folder is needed", hint="add -o OUT_DIR"
             )
-        pairs = [(p, Path(out) / p.relative_to(src)) for p in files]
+        pairs: list[tuple[Path, Path | None]] = [(p, Path(out) / p.relative_to(src)) for p in files]
     else:
         pairs = [(src, None if out is None or str(out) == "-" else Path(out))]
     total: Counter[str] = Counter()

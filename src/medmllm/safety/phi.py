@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
@@ -332,13 +333,25 @@ class Deidentifier:
     ) -> dict[str, Callable[[str], str]]:
         op = self.config.operator
         if op == "mask":
-            return {t: (lambda v: "*" * len(v)) for t in PHI_TYPES}
+            return {t: _mask for t in PHI_TYPES}
         if op == "tag":
-            return {t: (lambda v, t=t: f"<{t}>") for t in PHI_TYPES}
+            return {t: functools.partial(_tag, t) for t in PHI_TYPES}
         salt = self.config.salt
         if op == "hash":
-            return {t: (lambda v, t=t: f"<{t}:{_digest(salt, _norm(v))[:12]}>") for t in PHI_TYPES}
+            return {t: functools.partial(_hashed, salt, t) for t in PHI_TYPES}
         return (state or self.surrogates_for(doc_key)).operators()
+
+
+def _mask(value: str) -> str:
+    return "*" * len(value)
+
+
+def _tag(phi_type: str, value: str) -> str:
+    return f"<{phi_type}>"
+
+
+def _hashed(salt: str, phi_type: str, value: str) -> str:
+    return f"<{phi_type}:{_digest(salt, _norm(value))[:12]}>"
 
 
 # -- surrogates -------------------------------------------------------------------------------
@@ -428,7 +441,7 @@ class Surrogates:
             "ID": lambda: str(self.faker.random_number(digits=8, fix_len=True)),
         }
         ops: dict[str, Callable[[str], str]] = {
-            t: (lambda v, t=t, make=make: self._memo(t, v, make)) for t, make in makers.items()
+            t: functools.partial(self._memo, t, make=make) for t, make in makers.items()
         }
         ops["NAME"] = self._name
         ops["DATE"] = self._date

@@ -249,6 +249,9 @@ PATTERNS: tuple[PhiPattern, ...] = (
 REGEX_TYPES = tuple(sorted({g for p in PATTERNS for g in p.regex.groupindex} - {"STATE"}))
 
 
+_RECOGNIZER_NAME = "MedicalPhiRecognizer"
+
+
 class MedicalPhiRecognizer(EntityRecognizer):
     """A Presidio recognizer running :data:`PATTERNS`; each named group is one result."""
 
@@ -256,7 +259,7 @@ class MedicalPhiRecognizer(EntityRecognizer):
         self.patterns = patterns
         super().__init__(
             supported_entities=list(REGEX_TYPES),
-            name="MedicalPhiRecognizer",
+            name=_RECOGNIZER_NAME,
             supported_language="en",
         )
 
@@ -281,7 +284,7 @@ class MedicalPhiRecognizer(EntityRecognizer):
                             end,
                             pat.score,
                             recognition_metadata={
-                                RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                RecognizerResult.RECOGNIZER_NAME_KEY: _RECOGNIZER_NAME,
                                 RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                                 "pattern": pat.name,
                             },

@@ -98,7 +98,7 @@ def _sampling(state: ServerState, req: ChatRequest | CompletionRequest, default_
             400, f"max_tokens {max_tokens} over the limit {state.config.max_tokens_limit}"
         )
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-    params = {
+    params: dict[str, Any] = {
         "max_tokens": max_tokens,
         "temperature": req.temperature or 0.0,
         "top_p": req.top_p or 1.0,

@@ -33,7 +33,7 @@ from medmllm.provenance import config_hash, environment
 from medmllm.validation import validation_message
 
 if TYPE_CHECKING:
-    from transformers import TrainerCallback, TrainingArguments
+    from transformers import TrainerCallback
 
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "medmllm_checkpoint.json"
@@ -384,9 +384,7 @@ def lora_config(options: LoraOptions, task_type: str = "CAUSAL_LM") -> Any:
 
 
 # -- transformers glue -------------------------------------------------------------------------
-def training_arguments(
-    config: TrainConfig, *, cls: type[Any] | None = None, **extra: Any
-) -> TrainingArguments:
+def training_arguments(config: TrainConfig, *, cls: type[Any] | None = None, **extra: Any) -> Any:
     """``TrainingArguments`` (or a subclass such as a TRL config, via ``cls``) from a config.
 
     Checkpoints keep optimizer, scheduler and RNG states so a resumed run continues exactly;

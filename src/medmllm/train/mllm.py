@@ -369,9 +369,10 @@ class MLLMTrainer(Trainer):
 
         from medmllm.train.mllm import trainable_state
 
-        out = Path(output_dir or self.args.output_dir)
+        out = Path(output_dir or str(self.args.output_dir))
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / f".{TRAINABLE_FILE}.tmp"
+        assert self.model is not None
         save_file(trainable_state(self.model), str(tmp))
         os.replace(tmp, out / TRAINABLE_FILE)
 
@@ -383,6 +384,7 @@ class MLLMTrainer(Trainer):
         from medmllm.errors import CheckpointMismatchError
 
         target = model or self.model
+        assert target is not None
         state = load_file(str(Path(resume_from_checkpoint) / TRAINABLE_FILE))
         _, unexpected = target.load_state_dict(state, strict=False)
         wanted = {n for n, p in target.named_parameters() if p.requires_grad}

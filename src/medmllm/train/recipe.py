@@ -117,7 +117,7 @@ def load_model_and_tokenizer(
         kwargs["num_labels"] = 1
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-        model = auto.from_pretrained(source, **kwargs)
+        model: Any = auto.from_pretrained(source, **kwargs)
     except OSError as exc:
         raise ModelNotFoundError(
             f"could not load base model {source!r}: {str(exc).splitlines()[0]}",

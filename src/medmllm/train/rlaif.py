@@ -122,7 +122,9 @@ def train(
         if policy is None:
             policy = load_generator("hf", config.adapter or resolve_base_model(config.model))
         if judge is None:
-            options = {"base_url": config.judge.base_url} if config.judge.base_url else {}
+            options: dict[str, Any] = (
+                {"base_url": config.judge.base_url} if config.judge.base_url else {}
+            )
             judge = load_generator(config.judge.backend, config.judge.model, **options)
         pairs, stats = label_pairs(prompts, policy, judge, config)
         if not pairs:

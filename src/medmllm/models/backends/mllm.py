@@ -18,6 +18,7 @@ import torch
 from medmllm.errors import InvalidRequestError
 from medmllm.models.generator import (
     BaseGenerator,
+    FinishReason,
     ImageInput,
     LoglikelihoodRequest,
     Message,
@@ -113,7 +114,7 @@ class MLLMGenerator(BaseGenerator):
             raise result["error"]
         out, n_prompt = result["out"]
         n_new = int(out.shape[1])
-        finish = "length" if n_new >= params.max_tokens and not stopped else "stop"
+        finish: FinishReason = "length" if n_new >= params.max_tokens and not stopped else "stop"
         yield StreamChunk("", finish_reason=finish, usage=Usage(n_prompt, n_new))
 
     def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
