@@ -304,3 +304,18 @@ def test_planted_phi_in_no_file_or_log(tmp_path: Path, caplog: pytest.LogCapture
         assert value.encode() not in blob, value
         assert value not in caplog.text, value
     assert blob.count(b"\n") >= 4  # four audit records
+
+
+def test_apps_are_served_under_v1_apps(tmp_path: Path) -> None:
+    reply = "That sounds hard. Talking with someone you trust can help."
+    with TestClient(make_app(TextScripted(replies=[reply]), tmp_path)) as c:
+        names = [a["name"] for a in c.get("/v1/apps").json()["apps"]]
+        assert {"diagnosis", "report", "education", "mental_health", "surgery"} <= set(names)
+        r = c.post("/v1/apps/mental_health", json={"message": "I feel stressed about exams"})
+        assert r.status_code == 200, r.text
+        assert r.json()["reply"] and "crisis" in r.json()
+        bad = c.post("/v1/apps/mental_health", json={"mesage": "typo"})
+        assert bad.status_code == 400 and "mesage" in bad.json()["error"]["message"]
+        missing = c.post("/v1/apps/nope", json={})
+        assert missing.status_code == 404 and "mental_health" in missing.json()["error"]["message"]
+        healthy(c)

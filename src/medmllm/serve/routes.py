@@ -1,15 +1,17 @@
-"""medmllm's own routes: /v1/ask (grounded answer, streamed for the web UI) and /v1/deid."""
+"""medmllm's own routes: /v1/ask (grounded answer, streamed for the web UI), /v1/deid and
+/v1/apps/NAME (every registered clinical application, through the same guard)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from medmllm.serve.state import ServerState, require_key, sse_response
+from medmllm.serve.state import ApiError, ServerState, require_key, sse_response
 
 
 class AskRequest(BaseModel):
@@ -90,5 +92,34 @@ def build_medmllm_router(state: ServerState) -> APIRouter:
             "counts": result.counts(),
             "latency_s": round(time.perf_counter() - start, 4),
         }
+
+    @router.get("/apps")
+    async def apps() -> dict[str, Any]:
+        """The clinical applications served under /v1/apps/NAME, with their request schemas."""
+        from medmllm.apps import APPS
+
+        return {
+            "apps": [
+                {"name": name, "request": APPS.get(name).request.model_json_schema()}
+                for name in APPS.names()
+            ]
+        }
+
+    @router.post("/apps/{name}")
+    async def run_application(
+        name: str,
+        body: dict[str, Any] = Body(..., description="The app's request (see GET /v1/apps)."),  # noqa: B008
+        user_hash: str | None = Depends(require_key),
+    ) -> dict[str, Any]:
+        """Run one clinical application (structured JSON), crisis-checked by the server's guard."""
+        from medmllm.apps import APPS, run_app
+
+        if name not in APPS:
+            raise ApiError(404, f"unknown app {name!r}; available: {', '.join(APPS.names())}")
+        retriever = await state.runner.call(state.retriever)
+        job = functools.partial(run_app, name, body, state.generator, retriever, guard=state.guard)
+        with state.runner.admit():
+            result = await state.runner.call(job)
+        return result.model_dump(mode="json")
 
     return router
