@@ -10,7 +10,7 @@ import pytest
 from medmllm.models.generator import LoglikelihoodRequest, load_generator
 from tests.models.test_hf_batching import _reference
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 def _mcqa(shared_data: Path, shots: int, n: int) -> list[LoglikelihoodRequest]:

@@ -89,6 +89,7 @@ def test_openai_backend_scores_like_local(server: str, hf_generator: BaseGenerat
         assert math.isclose(a, b, abs_tol=1e-3), (local, served)
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(2400)
 def test_eval_through_server_matches_local(
     server: str, hf_generator: BaseGenerator, shared_data: Path, tmp_path: Path

@@ -41,6 +41,7 @@ def test_permutation_matches_llama_cpp_layout() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(2400)  # ~2 min on an idle 2-core machine; 15+ min under heavy load
 def test_exported_adapter_agrees_with_transformers(tmp_path: Path, shared_data: Path) -> None:
     require_llama_cpp()

@@ -168,6 +168,7 @@ SMALL = [
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_shipped_configs_run_on_embedded_model_and_adapter_evaluates(
     tmp_path: Path, shared_data: Path
 ) -> None:
