@@ -24,7 +24,7 @@ demo: setup
 	HF_HUB_OFFLINE=1 bash scripts/demo.sh
 
 # pytest exit code 5 means "no tests collected": not a failure of the suite itself.
-# The five `heavy` end-to-end checks (tens of minutes on 2 cores) run with `make test-heavy`, so
+# The `heavy` end-to-end checks (tens of minutes on 2 cores) run with `make test-heavy`, so
 # that the suite with installs stays within an hour on a 2-core machine.
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not heavy" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc

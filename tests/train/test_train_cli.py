@@ -117,6 +117,7 @@ def test_kill_9_then_rerun_reaches_same_loss(tmp_path: Path, tiny_model: Path) -
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_runs_unchanged_under_accelerate_launch(tmp_path: Path, tiny_model: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
     path = _config(tmp_path, tiny_model, _qa(tmp_path / "d.jsonl"))
