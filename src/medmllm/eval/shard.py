@@ -88,6 +88,7 @@ def run_shard(
     retriever: Any = None,
     progress: Progress | None = None,
     report: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate shard ``options.shard`` of ``tasks``; writes results.json + shard.json.
 
@@ -105,7 +106,7 @@ def run_shard(
     out.mkdir(parents=True, exist_ok=True)
     results = run_eval(
         tasks, generator, options, out_dir=out, cache_path=cache, retriever=retriever,
-        progress=progress, report=report,
+        progress=progress, report=report, overwrite=overwrite,
     )  # fmt: skip
     specs = [_task_spec(t) for t in tasks]
     identity = _identity(model_fingerprint(generator), options, specs)
