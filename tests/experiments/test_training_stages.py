@@ -32,7 +32,6 @@ def test_unknown_option_names_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
 def test_flow_on_tiny_model(tmp_path: Path, shared_data: Path) -> None:
     model = build_tiny_model(tmp_path / "tiny")
     out = tmp_path / "exp"
