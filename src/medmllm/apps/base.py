@@ -147,7 +147,8 @@ class _CrisisVerdict(Protocol):
     @property
     def blocked(self) -> bool: ...
 
-    reply: str | None
+    @property
+    def reply(self) -> str | None: ...
 
 
 class SafetyGuard(Protocol):
