@@ -257,21 +257,38 @@ class Evaluator:
         # chat calls: progress after each item (or each round of concurrent items)
         size = self.options.batch_size if mc else workers
         pool = ThreadPoolExecutor(workers) if workers > 1 and not mc else None
+        # mc: longest items first, so each call's padded batches hold rows of similar length
+        # (~15% less padding than file order on MedMCQA); predictions go back in file order.
+        order = sorted(range(len(items)), key=lambda i: -_text_length(items[i])) if mc else None
         try:
             for start in range(0, len(items), size):
-                batch = items[start : start + size]
-                if mc:
+                if order is not None:
+                    batch = [items[i] for i in order[start : start + size]]
                     out += self._mc_batch(task, batch, prefix, shifts)
                 elif pool is not None:
+                    batch = items[start : start + size]
                     out += list(pool.map(lambda it: self._gen_one(task, it, exemplars), batch))
                 else:
-                    out += [self._gen_one(task, item, exemplars) for item in batch]
+                    out += [
+                        self._gen_one(task, it, exemplars) for it in items[start : start + size]
+                    ]
                 if self.progress is not None:
                     self.progress(label, len(out), len(items))
         finally:
             if pool is not None:
                 pool.shutdown()
+        if order is not None:
+            in_file_order: list[Prediction] = [out[0]] * len(out)
+            for position, i in enumerate(order):
+                in_file_order[i] = out[position]
+            out = in_file_order
         return out
+
+
+def _text_length(item: Item) -> int:
+    """Characters an item adds to its prompt: a cheap proxy for its token count."""
+    options = sum(len(o) for o in (item.options or {}).values())
+    return len(item.question) + options + len(item.context or "")
 
 
 def _argmax(scores: dict[str, float]) -> str:

