@@ -16,7 +16,8 @@ exactly):
 
 In a subprocess: ``medmllm eval --backend tests.fakes:FakeGenerator`` with the repository on
 ``PYTHONPATH``; ``FAKE_DELAY`` (seconds per request), ``FAKE_CALL_LOG`` (a file that gets one
-line per real call) and ``FAKE_IMAGES=1`` (accept images) configure it from the environment.
+line per real call), ``FAKE_IMAGES=1`` (accept images) and ``FAKE_REPLY`` (every chat reply)
+configure it from the environment.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class FakeGenerator(BaseGenerator):
         fail_after: int | None = None,
     ) -> None:
         super().__init__(model_id=model or "fake-model")
+        if replies is None and os.environ.get("FAKE_REPLY"):
+            replies = [os.environ["FAKE_REPLY"]]
         self.replies = replies if replies is None or callable(replies) else list(replies)
         self.scores = scores
         self.supports_images = (

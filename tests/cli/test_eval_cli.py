@@ -184,3 +184,23 @@ def test_killed_run_resumes_with_identical_results(tmp_path: Path) -> None:
     again = _cli(*args, "--out", str(tmp_path / "c"), env=_env(tmp_path))
     rerun = json.loads((tmp_path / "c/results.json").read_text())
     assert again.returncode == 0 and rerun["run"]["model_calls"] == 0
+
+
+def test_deid_cache_keeps_phi_out_of_the_cache_file(tmp_path: Path) -> None:
+    """`--deid-cache`: replies are stored de-identified; without it the cache holds them as is."""
+    task = _task_file(tmp_path, 3)
+    reply = "Mr. John Smith (MRN 12345678) should call 617-555-1234. Answer: B"
+    env = _env(tmp_path, FAKE_REPLY=reply)
+    raw = {}
+    for flag in ("--deid-cache", None):
+        db = tmp_path / f"{flag or 'plain'}.sqlite"
+        args = ["--task-file", str(task), "--backend", FAKE, "--mode", "gen", "-q"]
+        args += ["--cache", str(db), "--out", str(tmp_path / f"out-{flag or 'plain'}")]
+        proc = _cli(*args, *([flag] if flag else []), env=env)
+        assert proc.returncode == 0, proc.stderr
+        raw[flag] = b"".join(p.read_bytes() for p in tmp_path.glob(f"{db.name}*"))
+    assert b"John Smith" in raw[None]  # the control: the plain cache stores the reply
+    for value in ("John Smith", "12345678", "617-555-1234"):
+        assert value.encode() not in raw["--deid-cache"]
+    bad = _cli("--task-file", str(task), "--backend", FAKE, "--deid-cache", "--no-cache", env=env)
+    assert bad.returncode == 2 and "store nothing" in bad.stderr

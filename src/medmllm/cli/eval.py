@@ -134,6 +134,11 @@ def run(
         None, "--cache", help="SQLite call cache (default: MEDMLLM_HOME/cache/eval)."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the cache."),
+    deid_cache: bool = typer.Option(
+        False,
+        "--deid-cache",
+        help="Store generated replies de-identified in the cache (prompts are only hashed).",
+    ),
     batch_size: int = typer.Option(
         64, "--batch-size", help="Items per scoring call (the backend batches their options)."
     ),
@@ -205,6 +210,7 @@ def run(
         retriever = open_index(rag)
     from medmllm.models.generator import Purpose, load_generator
 
+    call_cache = _call_cache(cache, no_cache=no_cache, deid=deid_cache, sharded=bool(shard))
     purpose: Purpose = "score" if mode == "mc" else "chat"  # the fastest default for the job
     generator = load_generator(_load_backend(backend), model, purpose=purpose, **gen_options)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -222,7 +228,7 @@ def run(
             generator,
             options,
             out_dir,
-            ":memory:" if no_cache else cache,
+            call_cache,
             retriever,
             console,
             quiet,
@@ -242,6 +248,25 @@ def _parse_shard(spec: str | None) -> tuple[int, int] | None:
     from medmllm.eval.shard import parse_shard
 
     return parse_shard(spec) if spec else None
+
+
+def _call_cache(cache: Path | None, *, no_cache: bool, deid: bool, sharded: bool):
+    """What ``run_eval`` gets: a cache path, ``":memory:"``, or a de-identifying cache."""
+    if not deid:
+        return ":memory:" if no_cache else cache
+    if no_cache:
+        raise InvalidRequestError(
+            "--deid-cache and --no-cache together store nothing", hint="drop one of them"
+        )
+    if sharded:
+        raise InvalidRequestError(
+            "--deid-cache is not supported with --shard (merge replays the shard caches)",
+            hint="run the shards without --deid-cache, or evaluate unsharded",
+        )
+    from medmllm.eval.runner import default_cache_path
+    from medmllm.safety.guard import DeidCallCache, Guard, GuardConfig
+
+    return DeidCallCache(cache or default_cache_path(), Guard(GuardConfig(crisis_check=False)))
 
 
 def _shard_runner():
@@ -282,15 +307,19 @@ def _run_with_progress(
         TimeRemainingColumn,
     )
 
+    from medmllm.eval.cache import CallCache
+
+    # a ready cache object (--deid-cache) or a path / ":memory:"
+    cache_kw = {"cache": cache} if isinstance(cache, CallCache) else {"cache_path": cache}
     if quiet:
         return run_eval(
             tasks,
             generator,
             options,
             out_dir=out_dir,
-            cache_path=cache,
             retriever=retriever,
             overwrite=overwrite,
+            **cache_kw,
         )
     bars: dict[str, TaskID] = {}
     with Progress(
@@ -313,10 +342,10 @@ def _run_with_progress(
             generator,
             options,
             out_dir=out_dir,
-            cache_path=cache,
             retriever=retriever,
             progress=update,
             overwrite=overwrite,
+            **cache_kw,
         )
 
 

@@ -263,8 +263,8 @@ class Evaluator:
         try:
             for start in range(0, len(items), size):
                 if order is not None:
-                    batch = [items[i] for i in order[start : start + size]]
-                    out += self._mc_batch(task, batch, prefix, shifts)
+                    chosen = [items[i] for i in order[start : start + size]]
+                    out += self._mc_batch(task, chosen, prefix, shifts)
                 elif pool is not None:
                     batch = items[start : start + size]
                     out += list(pool.map(lambda it: self._gen_one(task, it, exemplars), batch))
@@ -503,6 +503,7 @@ def run_eval(
     *,
     out_dir: str | Path | None = None,
     cache_path: str | Path | None = None,
+    cache: CallCache | None = None,
     retriever: Retriever | None = None,
     progress: Progress | None = None,
     report: bool = True,
@@ -516,6 +517,9 @@ def run_eval(
         options: run options (defaults: ``mc`` mode, all items).
         out_dir: output folder; None returns results without writing.
         cache_path: SQLite call cache (default under MEDMLLM_HOME; ``":memory:"`` for none).
+        cache: a ready call cache instead of ``cache_path`` (e.g.
+            :class:`~medmllm.safety.guard.DeidCallCache`, which stores replies de-identified);
+            closed when the run ends.
         retriever: for RAG evaluation (question-only queries).
         progress: progress callback (the CLI draws a bar with ETA from it).
         report: also render report.html.
@@ -530,8 +534,11 @@ def run_eval(
         }
         planned["config"] = {**asdict(options), "tasks": [t.name for t in loaded]}
         check_out_dir(Path(out_dir), run_config_hash(planned), overwrite=overwrite)
-    path = None if cache_path == ":memory:" else Path(cache_path or default_cache_path())
-    cache = CallCache(path)
+    if cache is None:
+        cache = CallCache(
+            None if cache_path == ":memory:" else (cache_path or default_cache_path())
+        )
+    path = cache.path
     model = CachedGenerator(generator, cache)
     evaluator = Evaluator(model, options, retriever=retriever, progress=progress)
     started = time.perf_counter()
