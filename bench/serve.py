@@ -104,7 +104,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--backend", default="hf")
+    parser.add_argument(
+        "--backend", default=None, help="default: what `medmllm serve` uses (llamacpp if installed)"
+    )
     args = parser.parse_args()
 
     from medmllm.models.generator import load_generator
@@ -112,7 +114,7 @@ def main() -> None:
     from medmllm.serve.app import ServeConfig, create_app
 
     load_before = os.getloadavg()
-    gen = load_generator(args.backend)
+    gen = load_generator(args.backend)  # None: the serving default, as `medmllm serve` picks it
     n = args.clients * args.requests
     # Direct baseline: the same requests, one after another (the server also runs one at a time).
     gen.chat([{"role": "user", "content": QUESTIONS[0]}], max_tokens=args.max_tokens)  # warm-up
@@ -143,7 +145,7 @@ def main() -> None:
     per_req_direct = direct_wall / n
     payload = {
         "benchmark": "serve",
-        "backend": args.backend,
+        "backend": gen.backend,
         "model": gen.model_id,
         "clients": args.clients,
         "requests_per_client": args.requests,

@@ -37,32 +37,19 @@ def grid(
             "feature_layer": -2,
         }
     )
-    llm = (
-        {"tiny": True, "hidden_size": 64}
-        if cpu
-        else {"model_id": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
-    )
-    out = {}
-    for name in ALIGNERS:
-        out[name] = {
-            "stage": "instruct",
-            "model": {
-                "encoder": encoder,
-                "aligner": {"name": name, "num_queries": 16, "num_layers": 2, "hidden_size": 128},
-                "llm": llm,
-                "seed": seed,
-            },
-            "data": {"kind": "jsonl", "path": str(train_file)},
-            "finetune": "full" if cpu else "lora",
-            "max_steps": 10 if cpu else 3000,
-            "save_steps": 10 if cpu else 500,
-            "batch_size": 8 if cpu else 16,
-            "learning_rate": 5e-3 if cpu else 2e-4,
-            "seed": seed,
-            "progress": False,
-            "precision": "fp32" if cpu else "bf16",
-        }
-    return out
+    aligner = {"num_queries": 16, "num_layers": 2, "hidden_size": 128}
+    return {
+        name: G.instruct_config(
+            encoder,
+            {"name": name, **aligner},
+            train_file,
+            cpu=cpu,
+            seed=seed,
+            cpu_steps=10,
+            cpu_save_steps=10,
+        )
+        for name in ALIGNERS
+    }
 
 
 def run(

@@ -30,6 +30,42 @@ CAVEAT = (
 )
 
 
+CPU_LLM: dict[str, Any] = {"tiny": True, "hidden_size": 64}
+GPU_LLM: dict[str, Any] = {"model_id": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
+
+
+def instruct_config(
+    encoder: dict[str, Any],
+    aligner: dict[str, Any],
+    train_file: Path,
+    *,
+    cpu: bool,
+    seed: int,
+    cpu_steps: int,
+    cpu_save_steps: int,
+) -> dict[str, Any]:
+    """One grid cell's ``instruct`` run (as a dict): full fine-tuning of a tiny LLM on the CPU,
+    LoRA on SmolLM2-1.7B in bf16 on a GPU; the cells of a grid differ only in encoder/aligner."""
+    return {
+        "stage": "instruct",
+        "model": {
+            "encoder": encoder,
+            "aligner": aligner,
+            "llm": CPU_LLM if cpu else GPU_LLM,
+            "seed": seed,
+        },
+        "data": {"kind": "jsonl", "path": str(train_file)},
+        "finetune": "full" if cpu else "lora",
+        "max_steps": cpu_steps if cpu else 3000,
+        "save_steps": cpu_save_steps if cpu else 500,
+        "batch_size": 8 if cpu else 16,
+        "learning_rate": 5e-3 if cpu else 2e-4,
+        "seed": seed,
+        "progress": False,
+        "precision": "fp32" if cpu else "bf16",
+    }
+
+
 def split_by_image(rows: list[dict[str, Any]], key: str, test_share: float, seed: int) -> tuple:
     """(train rows, test rows) with every image on one side only."""
     images = sorted({r[key] for r in rows})

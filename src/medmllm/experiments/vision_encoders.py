@@ -43,32 +43,18 @@ def grid(preset: Literal["cpu", "gpu"], train_file: Path, seed: int = 0) -> dict
     """Training configs (as dicts) per encoder label."""
     cpu = preset == "cpu"
     encoders = CPU_ENCODERS if cpu else GPU_ENCODERS
-    llm = (
-        {"tiny": True, "hidden_size": 64}
-        if cpu
-        else {"model_id": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
-    )
-    out = {}
-    for label, enc in encoders.items():
-        out[label] = {
-            "stage": "instruct",
-            "model": {
-                "encoder": enc,
-                "aligner": {"name": "mlp2x_gelu"},
-                "llm": llm,
-                "seed": seed,
-            },
-            "data": {"kind": "jsonl", "path": str(train_file)},
-            "finetune": "full" if cpu else "lora",
-            "max_steps": 40 if cpu else 3000,
-            "save_steps": 20 if cpu else 500,
-            "batch_size": 8 if cpu else 16,
-            "learning_rate": 5e-3 if cpu else 2e-4,
-            "seed": seed,
-            "progress": False,
-            "precision": "fp32" if cpu else "bf16",
-        }
-    return out
+    return {
+        label: G.instruct_config(
+            enc,
+            {"name": "mlp2x_gelu"},
+            train_file,
+            cpu=cpu,
+            seed=seed,
+            cpu_steps=40,
+            cpu_save_steps=20,
+        )
+        for label, enc in encoders.items()
+    }
 
 
 def run(
