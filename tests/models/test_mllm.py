@@ -85,3 +85,21 @@ def test_hf_backend_serves_a_folder_and_text_only_refuses_images(tmp_path: Path)
     assert not text_only.supports_images
     with pytest.raises(UnsupportedInputError, match="text-only"):
         text_only.chat([{"role": "user", "content": "Fracture?"}], [Image.new("RGB", (9, 9))])
+
+
+def test_mllm_stream_stops_at_a_stop_string_and_cancels_generation() -> None:
+    """The MedMLLM backend shares the hf streaming path: a stop string cuts the text and ends
+    generation early (fewer tokens than max_tokens, finish "stop")."""
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    gen = MLLMGenerator(MedMLLM.build(MLLMConfig.tiny("vit", "mlp2x_gelu", size=32)))
+    image = [Image.new("RGB", (9, 9))]
+    question = [{"role": "user", "content": "Fracture?"}]
+    sampling = {"max_tokens": 40, "temperature": 1.0, "seed": 1}  # greedy babbles newlines
+    full = gen.chat(question, image, **sampling)
+    words = full.text.split()
+    assert len(words) >= 3, full.text  # a random tiny model babbles: something to stop at
+    stop = words[1]
+    cut = gen.chat(question, image, stop=[stop], **sampling)
+    assert cut.text == full.text[: full.text.index(stop)]
+    assert cut.finish_reason == "stop" and cut.usage.completion_tokens < 40

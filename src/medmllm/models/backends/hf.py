@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -34,8 +33,8 @@ from medmllm.models.generator import (
     StreamChunk,
     Usage,
     split_context,
-    stop_at,
 )
+from medmllm.models.hf_streaming import stream_generate
 from medmllm.models.hf_weights import import_transformers, resolve_hf_model
 from medmllm.models.placement import check_device, check_dtype
 
@@ -162,81 +161,23 @@ class HFGenerator(BaseGenerator):
         images: Sequence[ImageInput] | None,
         params: SamplingParams,
     ) -> Iterator[StreamChunk]:
-        import transformers
-
-        torch = self._torch
         input_ids = self._prompt_ids(messages)
-        streamer = transformers.TextIteratorStreamer(
-            self.tokenizer, skip_prompt=True, skip_special_tokens=True
-        )
-        cancel = threading.Event()
-
-        class _Cancel(transformers.StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-                return cancel.is_set()
-
-        result: dict[str, Any] = {}
-        sample = params.temperature > 0
-        kwargs: dict[str, Any] = {
+        own = {
             "input_ids": input_ids,
-            "attention_mask": torch.ones_like(input_ids),
-            "max_new_tokens": params.max_tokens,
-            "do_sample": sample,
-            "streamer": streamer,
+            "attention_mask": self._torch.ones_like(input_ids),
             "pad_token_id": self.tokenizer.pad_token_id,
-            "stopping_criteria": transformers.StoppingCriteriaList([_Cancel()]),
         }
-        if sample:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-
-        def run() -> None:
-            try:
-                if params.seed is not None:
-                    torch.manual_seed(params.seed)
-                with torch.inference_mode():
-                    result["out"] = self.model.generate(**kwargs)
-            except Exception as exc:  # surfaced in the consumer thread
-                result["error"] = exc
-                streamer.on_finalized_text("", stream_end=True)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        text = ""
-        emitted = 0
-        stopped = False
-        try:
-            for delta in streamer:
-                text += delta
-                if params.stop:
-                    cut, stopped = stop_at(text, params.stop)
-                    if stopped:
-                        cancel.set()
-                        if len(cut) > emitted:
-                            yield StreamChunk(cut[emitted:])
-                        break
-                    # hold back a tail that could be the start of a stop string
-                    hold = max(len(s) for s in params.stop) - 1
-                    safe = max(emitted, len(text) - hold)
-                else:
-                    safe = len(text)
-                if safe > emitted:
-                    yield StreamChunk(text[emitted:safe])
-                    emitted = safe
-        finally:
-            cancel.set()
-            thread.join()
-        if "error" in result:
-            raise result["error"]
-        if not stopped and len(text) > emitted:
-            yield StreamChunk(text[emitted:])
+        done = yield from stream_generate(
+            self.tokenizer, lambda kwargs: self.model.generate(**own, **kwargs), params
+        )
         n_prompt = int(input_ids.shape[1])
-        n_new = int(result["out"].shape[1]) - n_prompt if "out" in result else 0
-        eos = self.tokenizer.eos_token_id
-        hit_eos = "out" in result and n_new > 0 and int(result["out"][0, -1]) == eos
+        out = done.output
+        n_new = int(out.shape[1]) - n_prompt if out is not None else 0
+        hit_eos = out is not None and n_new > 0 and int(out[0, -1]) == self.tokenizer.eos_token_id
         finish: FinishReason = (
-            "length" if (n_new >= params.max_tokens and not hit_eos and not stopped) else "stop"
+            "length"
+            if (n_new >= params.max_tokens and not hit_eos and not done.stopped)
+            else "stop"
         )
         yield StreamChunk("", finish_reason=finish, usage=Usage(n_prompt, n_new))
 

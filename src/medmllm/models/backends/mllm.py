@@ -8,7 +8,6 @@ and scores continuations text-only for multiple-choice tasks.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from medmllm.models.generator import (
     StreamChunk,
     Usage,
     split_context,
-    stop_at,
 )
+from medmllm.models.hf_streaming import stream_generate
 from medmllm.models.mllm import MedMLLM
 
 
@@ -59,8 +58,6 @@ class MLLMGenerator(BaseGenerator):
         images: Sequence[ImageInput] | None,
         params: SamplingParams,
     ) -> Iterator[StreamChunk]:
-        import transformers
-
         if images and len(images) > 1:
             raise InvalidRequestError(
                 f"MedMLLM takes one image per conversation, got {len(images)}",
@@ -69,52 +66,15 @@ class MLLMGenerator(BaseGenerator):
         image = images[0] if images else None
         if image is not None:
             self.mllm.pixel_values([image])  # load + validate before starting the thread
-        streamer = transformers.TextIteratorStreamer(
-            self.tokenizer, skip_prompt=True, skip_special_tokens=True
-        )
-        sample = params.temperature > 0
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": params.max_tokens,
-            "do_sample": sample,
-            "streamer": streamer,
-        }
-        if sample:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        result: dict[str, Any] = {}
         msgs = [m.to_dict() for m in messages]
-
-        def run() -> None:
-            try:
-                if params.seed is not None:
-                    torch.manual_seed(params.seed)
-                result["out"] = self.mllm.generate_ids(msgs, image, **kwargs)
-            except Exception as exc:  # surfaced in the consumer thread
-                result["error"] = exc
-                streamer.on_finalized_text("", stream_end=True)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        text = ""
-        emitted = 0
-        stopped = False
-        try:
-            for delta in streamer:
-                text += delta
-                cut, stopped = stop_at(text, params.stop) if params.stop else (text, False)
-                if len(cut) > emitted:
-                    yield StreamChunk(cut[emitted:])
-                    emitted = len(cut)
-                if stopped:
-                    break
-        finally:
-            thread.join()
-        if "error" in result:
-            raise result["error"]
-        out, n_prompt = result["out"]
+        done = yield from stream_generate(
+            self.tokenizer, lambda kwargs: self.mllm.generate_ids(msgs, image, **kwargs), params
+        )
+        out, n_prompt = done.output
         n_new = int(out.shape[1])
-        finish: FinishReason = "length" if n_new >= params.max_tokens and not stopped else "stop"
+        finish: FinishReason = (
+            "length" if n_new >= params.max_tokens and not done.stopped else "stop"
+        )
         yield StreamChunk("", finish_reason=finish, usage=Usage(n_prompt, n_new))
 
     def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
