@@ -91,11 +91,9 @@ class FakeEncoder:
 @pytest.fixture()
 def fake_encoder(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> FakeEncoder:
     """Replace the MiniLM encoder everywhere it is looked up (dense retrieval and grounding)."""
-    from medmllm.rag import dense, embed, grounding, pgvector
+    from medmllm.rag import embed, grounding
 
     encoder = FakeEncoder()
     monkeypatch.setattr(embed, "get_encoder", lambda *a, **k: encoder)
-    monkeypatch.setattr(dense, "get_encoder", lambda *a, **k: encoder)
-    monkeypatch.setattr(pgvector, "get_encoder", lambda *a, **k: encoder)
     monkeypatch.setattr(grounding, "_CACHE", grounding._VectorCache())
     return encoder

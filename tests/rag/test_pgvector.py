@@ -221,10 +221,9 @@ _CHILD = """
 import sys
 sys.path[:0] = [{repo!r}, {src!r}]
 from tests.rag.conftest import FakeEncoder
-from medmllm.rag import dense, embed, pgvector
+from medmllm.rag import embed
 enc = FakeEncoder()
-for m in (dense, embed, pgvector):
-    m.get_encoder = lambda *a, **k: enc
+embed.get_encoder = lambda *a, **k: enc
 from medmllm.rag.pg_migrate import migrate_index
 print(migrate_index("big", batch_docs=int(sys.argv[1]), progress=False), flush=True)
 """

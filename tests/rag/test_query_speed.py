@@ -69,14 +69,14 @@ def test_onnx_refuses_unsupported_pipeline(tiny_st_model, isolated_home) -> None
 
 def test_medcpt_preset_names_both_encoders(monkeypatch, isolated_home) -> None:
     """The preset wires MedCPT's article encoder for passages and its query encoder for queries."""
-    from medmllm.rag import dense
+    from medmllm.rag import dense, embed
 
     config = preset_config("medcpt", kind="dense")
     assert config.embedding_model == "ncbi/MedCPT-Article-Encoder"
     assert config.query_embedding_model == "ncbi/MedCPT-Query-Encoder"
     assert config.pooling == "cls" and config.max_seq_length == 512
     calls: list[tuple] = []
-    monkeypatch.setattr(dense, "get_encoder", lambda *args: calls.append(args) or args[0])
+    monkeypatch.setattr(embed, "get_encoder", lambda *args: calls.append(args) or args[0])
     retriever = dense.DenseRetriever(config)
     assert retriever.encoder == "ncbi/MedCPT-Article-Encoder"
     assert retriever.query_encoder == "ncbi/MedCPT-Query-Encoder"

@@ -17,7 +17,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medmllm.errors import IndexCorruptError, IndexMismatchError
 from medmllm.rag.chunk import Chunk
-from medmllm.rag.embed import EmbeddingCache, Encoder, embed_with_cache, get_encoder
+from medmllm.rag.embed import (
+    EmbeddingCache,
+    Encoder,
+    embed_with_cache,
+    passage_encoder,
+    query_encoder,
+)
 from medmllm.rag.retriever import RETRIEVERS, BaseRetriever, Hit
 
 FAISS_FILE = "dense.faiss"
@@ -38,26 +44,12 @@ class DenseRetriever(BaseRetriever):
     @property
     def encoder(self) -> Encoder:
         """The passage encoder (also the query encoder unless ``query_embedding_model`` is set)."""
-        return get_encoder(
-            self.config.embedding_model,
-            self.config.max_seq_length,
-            self.config.query_max_seq_length,
-            self.config.query_backend,
-            self.config.pooling,
-        )
+        return passage_encoder(self.config)
 
     @property
     def query_encoder(self) -> Encoder:
         """The encoder for queries (MedCPT-style retrievers have a separate one)."""
-        if not self.config.query_embedding_model:
-            return self.encoder
-        return get_encoder(
-            self.config.query_embedding_model,
-            self.config.query_max_seq_length,
-            self.config.query_max_seq_length,
-            self.config.query_backend,
-            self.config.pooling,
-        )
+        return query_encoder(self.config)
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query vector (from :attr:`query_encoder`)."""

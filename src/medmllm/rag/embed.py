@@ -34,7 +34,7 @@ import numpy as np
 from medmllm.config import get_settings
 from medmllm.errors import MissingDependencyError, ModelNotFoundError, OfflineError
 from medmllm.rag.onnx_query import OnnxQueryEncoder, onnxruntime_available
-from medmllm.rag.retriever import DEFAULT_EMBEDDING_MODEL
+from medmllm.rag.retriever import DEFAULT_EMBEDDING_MODEL, RetrieverConfig
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,31 @@ def get_encoder(
     """The process-wide encoder for these settings (loading costs ~1 s; do it once)."""
     return Encoder(
         model_id, max_seq_length, query_max_seq_length, query_backend, pooling, device=device
+    )
+
+
+def passage_encoder(config: RetrieverConfig) -> Encoder:
+    """The passage encoder a retriever config names (also its query encoder, unless the config
+    names a separate one). Shared by every retriever that stores vectors (dense, pgvector)."""
+    return get_encoder(
+        config.embedding_model,
+        config.max_seq_length,
+        config.query_max_seq_length,
+        config.query_backend,
+        config.pooling,
+    )
+
+
+def query_encoder(config: RetrieverConfig) -> Encoder:
+    """The query encoder (MedCPT-style retrievers have their own, with a short max length)."""
+    if not config.query_embedding_model:
+        return passage_encoder(config)
+    return get_encoder(
+        config.query_embedding_model,
+        config.query_max_seq_length,
+        config.query_max_seq_length,
+        config.query_backend,
+        config.pooling,
     )
 
 

@@ -49,7 +49,13 @@ from medmllm.errors import (
     VectorExtensionError,
 )
 from medmllm.rag.chunk import Chunk
-from medmllm.rag.embed import EmbeddingCache, Encoder, embed_with_cache, get_encoder
+from medmllm.rag.embed import (
+    EmbeddingCache,
+    Encoder,
+    embed_with_cache,
+    passage_encoder,
+    query_encoder,
+)
 from medmllm.rag.retriever import RETRIEVERS, BaseRetriever, Hit, RetrieverConfig
 
 DSN_ENV = "MEDMLLM_PG_DSN"
@@ -268,25 +274,11 @@ class PgVectorRetriever(BaseRetriever):
 
     @property
     def encoder(self) -> Encoder:
-        return get_encoder(
-            self.config.embedding_model,
-            self.config.max_seq_length,
-            self.config.query_max_seq_length,
-            self.config.query_backend,
-            self.config.pooling,
-        )
+        return passage_encoder(self.config)
 
     @property
     def query_encoder(self) -> Encoder:
-        if not self.config.query_embedding_model:
-            return self.encoder
-        return get_encoder(
-            self.config.query_embedding_model,
-            self.config.query_max_seq_length,
-            self.config.query_max_seq_length,
-            self.config.query_backend,
-            self.config.pooling,
-        )
+        return query_encoder(self.config)
 
     # -- schema --------------------------------------------------------------------------------
     def stored_dim(self) -> int | None:
