@@ -19,10 +19,12 @@ differences inside the CIs mean "no measurable effect", not "no effect at scale"
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
 
 from medmllm.provenance import environment
 
@@ -94,7 +96,7 @@ def _recipe_config(recipe: str, preset: StagesPreset, out: Path, adapter: str | 
         "batch_size": preset.batch_size,
         "learning_rate": preset.learning_rate / (4 if recipe == "dpo" else 1),
         "precision": preset.precision,
-        "progress": False,
+        "progress": True,  # a bar with loss and samples/s per training run
     }
     limit = {"limit": preset.data_limit}
     if recipe == "cpt":
@@ -318,9 +320,15 @@ def run(preset: Preset, out_dir: Path, **options: Any) -> dict[str, Any]:
     heldout = write_heldout(out, settings)
     per_stage: dict[str, dict[str, Any]] = {}
     training: dict[str, list[dict]] = {}
-    for stage in settings.stages:
+    console = Console(stderr=True, highlight=False)
+    started = time.perf_counter()
+    for i, stage in enumerate(settings.stages, 1):
+        label = f"[{i}/{len(settings.stages)}] {stage}"
+        console.print(f"{label}: training {' → '.join(PIPELINES[stage]) or 'nothing (base)'}")
         adapter, training[stage] = train_stage(stage, settings, out / "runs")
+        console.print(f"{label}: evaluating on the held-apart rows ({_elapsed(started)})")
         per_stage[stage] = evaluate_stage(adapter, settings, heldout, out / "eval" / stage)
+        console.print(f"{label}: done ({_elapsed(started)})")
     table = summarise(per_stage)
     markdown = write_table(table, out / "table.md")
     plot(table, out / "stages.png")
@@ -335,4 +343,10 @@ def run(preset: Preset, out_dir: Path, **options: Any) -> dict[str, Any]:
     }
     _atomic_write_json(out / "results.json", result)
     print(markdown)
+    console.print(f"wrote {out}/results.json, table.md, stages.png in {_elapsed(started)}")
     return result
+
+
+def _elapsed(started: float) -> str:
+    minutes, seconds = divmod(int(time.perf_counter() - started), 60)
+    return f"{minutes} min {seconds:02d} s"
