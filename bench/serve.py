@@ -131,27 +131,20 @@ def main() -> None:
     direct_wall = time.perf_counter() - start
 
     audit = Path(tempfile.mkdtemp(prefix="bench-serve-")) / "audit.jsonl"
-    app = create_app(
-        ServeConfig(max_inflight=args.clients * 2, guard=GuardConfig(audit_path=audit)),
-        generator=gen,
-    )
-    server, base = start_server(app)
-    model = httpx.get(base + "/v1/models").json()["data"][0]["id"]
-    wall, lat, tokens, errors = asyncio.run(
-        run_clients(base, model, args.clients, args.requests, args.max_tokens)
-    )
-    server.should_exit = True
-    per_req_server = wall / n
+    # `medmllm serve` as shipped (crisis check on every turn), then with `--audit` (each prompt
+    # de-identified with Presidio + spaCy before it is logged: a real per-request cost).
+    setups = {"default": GuardConfig(), "with_audit": GuardConfig(audit_path=audit)}
+    served: dict[str, dict[str, Any]] = {}
     per_req_direct = direct_wall / n
-    payload = {
-        "benchmark": "serve",
-        "backend": gen.backend,
-        "model": gen.model_id,
-        "clients": args.clients,
-        "requests_per_client": args.requests,
-        "total_requests": n,
-        "max_tokens": args.max_tokens,
-        "server": {
+    for name, guard in setups.items():
+        app = create_app(ServeConfig(max_inflight=args.clients * 2, guard=guard), generator=gen)
+        server, base = start_server(app)
+        model = httpx.get(base + "/v1/models").json()["data"][0]["id"]
+        wall, lat, tokens, errors = asyncio.run(
+            run_clients(base, model, args.clients, args.requests, args.max_tokens)
+        )
+        server.should_exit = True
+        served[name] = {
             "errors": errors,
             "n_errors": sum(errors.values()),
             "wall_s": round(wall, 2),
@@ -160,30 +153,41 @@ def main() -> None:
             "completion_tokens": tokens,
             "tokens_per_s": round(tokens / wall, 2),
             "requests_per_s": round(n / wall, 3),
-        },
+            "overhead_vs_direct": round(wall / n / per_req_direct - 1, 4),
+            # 504s end requests early, so their wall time says nothing about overhead.
+            "valid_for_overhead": not errors,
+        }
+        print(f"[{name}] {served[name]}", flush=True)
+    payload = {
+        "benchmark": "serve",
+        "backend": gen.backend,
+        "model": gen.model_id,
+        "clients": args.clients,
+        "requests_per_client": args.requests,
+        "total_requests": n,
+        "max_tokens": args.max_tokens,
+        "server": served,
         "direct": {
             "wall_s": round(direct_wall, 2),
             "latency_p50_s": round(statistics.median(direct_lat), 3),
             "completion_tokens": direct_tokens,
             "tokens_per_s": round(direct_tokens / direct_wall, 2),
         },
-        "overhead_vs_direct": round(per_req_server / per_req_direct - 1, 4),
-        # 504s end requests early, so their wall time says nothing about overhead.
-        "valid_for_overhead": not errors,
         "note": "The model runs one request at a time in both modes; latency under 16 clients is "
         "mostly queueing. Overhead = server wall time per request / direct wall time per request "
-        "- 1. Measured on a shared machine under load (see load_avg): not a speed claim.",
+        "- 1; 'default' is `medmllm serve` as shipped, 'with_audit' adds `--audit` (prompts "
+        "de-identified before logging). See load_avg: a loaded machine gives no speed claim.",
         "load_avg_before": list(load_before),
         "load_avg_after": list(os.getloadavg()),
         "environment": environment(),
     }
     path = write_json("serve.json", payload)
-    print(
-        f"{n} requests, {payload['server']['n_errors']} errors, p50 "
-        f"{payload['server']['latency_p50_s']} s, p99 {payload['server']['latency_p99_s']} s, "
-        f"{payload['server']['tokens_per_s']} tok/s via server vs "
-        f"{payload['direct']['tokens_per_s']} direct; overhead {payload['overhead_vs_direct']:+.1%}"
-    )
+    for name, row in served.items():
+        print(
+            f"{name}: {n} requests, {row['n_errors']} errors, p50 {row['latency_p50_s']} s, "
+            f"p99 {row['latency_p99_s']} s, {row['tokens_per_s']} tok/s via server vs "
+            f"{payload['direct']['tokens_per_s']} direct; overhead {row['overhead_vs_direct']:+.1%}"
+        )
     print(f"wrote {path}")
     gen.close()
 

@@ -50,3 +50,22 @@ def test_deid_call_cache_stores_no_phi(tmp_path: Path, scripted_generator) -> No
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     for value in PHI:
         assert value.encode() not in raw
+
+
+def test_warm_up_loads_the_analyzer_only_when_every_turn_is_scrubbed(tmp_path: Path) -> None:
+    """A server with an audit log builds the PHI analyzer at start-up, not in a user's request."""
+
+    class Spy:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def analyze(self, text: str) -> list:
+            self.calls.append(text)
+            return []
+
+    quiet, audited = Spy(), Spy()
+    Guard(GuardConfig(), deidentifier=quiet).warm_up()  # type: ignore[arg-type]
+    guard = Guard(GuardConfig(audit_path=tmp_path / "a.jsonl"), deidentifier=audited)  # type: ignore[arg-type]
+    guard.warm_up()
+    guard.close()
+    assert quiet.calls == [] and len(audited.calls) == 1

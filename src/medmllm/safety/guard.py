@@ -111,6 +111,12 @@ class Guard:
                 )
             return self._deid
 
+    def warm_up(self) -> None:
+        """Load the PHI analyzer (spaCy + Presidio, seconds) now when this configuration scrubs
+        every turn (an audit log or de-identified model input), not in the first request."""
+        if self.audit_log is not None or self.config.deidentify_model_input:
+            self.deidentifier.analyze("warm-up")
+
     def check(self, text: str) -> Verdict:
         """Crisis verdict on one user turn; ``reply`` is set when the model must not answer."""
         if not self.config.crisis_check:

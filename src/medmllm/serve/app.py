@@ -127,6 +127,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(guard.warm_up)
         yield
         # The audit log stays open: every record is already fsync'd, and an app may restart.
         state.runner.shutdown()
