@@ -57,38 +57,26 @@ class RecipeConfig(TrainConfig):
 
 
 def resolve_base_model(model: str | None) -> str:
-    """A loadable HF source for ``model``: the embedded/GGUF models become a cached HF folder.
+    """A loadable HF source for ``model`` (:func:`~medmllm.models.hf_weights.resolve_hf_model`:
+    the embedded/GGUF models become a cached HF folder), refusing an adapter folder: training
+    starts from a full model, and a previous stage's adapter goes in ``adapter:``.
 
     Raises:
-        ModelNotFoundError: a path that does not exist or a folder that is not a model.
+        ModelNotFoundError: a path that does not exist, or an adapter folder.
+        InvalidModelFileError: a file that is not a GGUF, a folder that is not a model.
         OfflineError: a hub id while offline.
     """
-    from medmllm.config import ensure_online, get_settings
-    from medmllm.models.defaults import EMBEDDED_MODELS, is_gguf, resolve_model_path
-    from medmllm.models.hf_weights import convert_gguf
+    from medmllm.config import get_settings
+    from medmllm.models.hf_weights import resolve_hf_model
 
-    settings = get_settings()
-    local = model is None or model in EMBEDDED_MODELS or model == "default"
-    if not local and model is not None:
-        local = model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
-    if not local:
-        assert model is not None
-        ensure_online(f"the Hugging Face hub (model {model!r})", settings)
-        return model
-    path = resolve_model_path(model)
-    if path.is_file():
-        if not is_gguf(path):
-            raise ModelNotFoundError(
-                f"{path} is neither a GGUF file nor a Hugging Face model folder",
-                hint="set model: to a .gguf file, a folder with config.json, or a hub id",
-            )
-        return str(convert_gguf(path, settings.cache_dir("hf")))
-    if not (path / "config.json").is_file():
+    source = resolve_hf_model(model, get_settings())
+    path = Path(source)
+    if path.is_dir() and not (path / "config.json").is_file():
         raise ModelNotFoundError(
-            f"{path} is a folder without config.json, so not a Hugging Face model",
-            hint="set model: to a folder written by save_pretrained, a .gguf file or a hub id",
+            f"{path} is a LoRA adapter, not a base model",
+            hint="set model: to the adapter's base model and adapter: to this folder",
         )
-    return str(path)
+    return source
 
 
 def load_model_and_tokenizer(
