@@ -101,9 +101,10 @@ def test_eval_through_server_matches_local(
 
     local = run_eval(["medmcqa"], hf_generator, EvalOptions(limit=50), cache_path=":memory:")
     out = tmp_path / "served"
+    # --timeout 600: on a loaded host requests queue behind each other for over a minute
     cmd = [sys.executable, "-m", "medmllm.cli.main", "eval", "-t", "medmcqa", "--limit", "50",
            "-o", str(out), "--no-cache", "-q", "--backend", "openai",
-           "--base-url", server]  # fmt: skip
+           "--base-url", server, "--timeout", "600"]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=2300)
     assert res.returncode == 0, res.stderr[-2000:]
     served = json.loads((out / "results.json").read_text())
