@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medmllm.errors import ModelNotFoundError, RunMismatchError
+from medmllm.errors import InvalidRequestError, ModelNotFoundError, RunMismatchError
 from medmllm.train import cpt, dpo, ift, reward, rlaif, sft
 from medmllm.train.recipe import read_result
 
@@ -65,6 +65,14 @@ def test_recipe_trains_and_saves(module, cls, data, tiny_model, files, tmp_path)
         read_result(out)["config_hash"] == json.loads((out / "run.json").read_text())["config_hash"]
     )
     assert (out / "checkpoint-2" / "medmllm_checkpoint.json").is_file()
+
+
+def test_dpo_with_every_prompt_too_long_says_so(tiny_model, files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = dpo.DPORunConfig(
+        **{**_common(tiny_model, tmp_path / "d"), "max_length": 8}, data={"path": files["pairs"]}
+    )
+    with pytest.raises(InvalidRequestError, match="max_length=8"):
+        dpo.train(config)
 
 
 def test_full_finetune_and_chained_adapter(tiny_model, files, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -182,7 +182,11 @@ def test_shipped_configs_run_on_embedded_model_and_adapter_evaluates(
         "rlaif": "rlaif",
     }
     for recipe, name in runs.items():
-        extra = ["--set", "max_new_tokens=8", "--set", "data.limit=2"] if recipe == "rlaif" else []
+        extra = {
+            "rlaif": ["--set", "max_new_tokens=8", "--set", "data.limit=2"],
+            # TRL drops DPO pairs whose prompt fills max_length; MCQA chat prompts need > 64
+            "dpo": ["--set", "max_length=256"],
+        }.get(recipe, [])
         proc = _run(
             "train",
             recipe,

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
+from medmllm.errors import InvalidRequestError
 from medmllm.train.core import training_arguments
 from medmllm.train.data import DataConfig
 from medmllm.train.recipe import RecipeConfig, run_recipe
@@ -33,13 +34,21 @@ def dpo_trainer(
     from trl import DPOConfig, DPOTrainer
 
     args = training_arguments(config, cls=DPOConfig, max_length=config.max_length, beta=config.beta)
-    return DPOTrainer(
+    trainer = DPOTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    # TRL drops pairs whose prompt alone fills max_length; none left would fail deep in torch.
+    if len(trainer.train_dataset) == 0:
+        raise InvalidRequestError(
+            f"every one of the {len(train_ds)} preference pairs has a prompt of at least "
+            f"max_length={config.max_length} tokens, and TRL drops those",
+            hint="raise max_length (MCQA prompts in the chat template take ~100-200 tokens)",
+        )
+    return trainer
 
 
 def train(config: DPORunConfig, *, overwrite: bool = False) -> dict[str, Any]:
