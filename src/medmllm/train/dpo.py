@@ -42,7 +42,8 @@ def dpo_trainer(
         peft_config=peft_config,
     )
     # TRL drops pairs whose prompt alone fills max_length; none left would fail deep in torch.
-    if len(trainer.train_dataset) == 0:
+    kept: Any = trainer.train_dataset  # a datasets.Dataset here (TRL types it more loosely)
+    if len(kept) == 0:
         raise InvalidRequestError(
             f"every one of the {len(train_ds)} preference pairs has a prompt of at least "
             f"max_length={config.max_length} tokens, and TRL drops those",
