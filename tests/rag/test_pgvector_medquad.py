@@ -52,16 +52,17 @@ def test_migrate_medquad_identical_exact_top10(
     subset = [docs[i] for i in picked]
     if n_docs is None:  # 16k chunks: reuse vectors the user's own runs (bench/pgvector.py) cached
         _share_embedding_cache(isolated_home)
-    build_index("medquad", subset, retriever=RetrieverConfig(kind="dense"), progress=False)
-    report = migrate_index("medquad", progress=False)
+    name = f"medquad{n_docs or '_all'}"  # the database outlives one test: one table set each
+    build_index(name, subset, retriever=RetrieverConfig(kind="dense"), progress=False)
+    report = migrate_index(name, progress=False)
     assert report.vectors_reused and report.docs_copied == len(picked)
-    local = open_index("medquad")
-    exact = open_pg_index("medquad", mode="dense", exact=True)
+    local = open_index(name)
+    exact = open_pg_index(name, mode="dense", exact=True)
     assert exact.count() == (len(picked), local.manifest.chunk_count)
     questions = [rows[i]["question"] for i in asked]
     mismatches = [q for q in questions if not same_top10(exact.search(q, 10), local.search(q, 10))]
     assert not mismatches, mismatches[:3]
-    hnsw = open_pg_index("medquad", mode="dense")
+    hnsw = open_pg_index(name, mode="dense")
     agree = sum(
         len({h.chunk.id for h in hnsw.search(q, 10)} & {h.chunk.id for h in local.search(q, 10)})
         for q in questions

@@ -107,7 +107,9 @@ def test_rlaif_judge_labels_own_samples(tiny_model, files, tmp_path, scripted_ge
     policy = scripted_generator(replies=["the answer is A", "B no", "A because", "A because"])
     judge = scripted_generator(replies=["2", "I cannot tell"])
     config = rlaif.RLAIFRunConfig(
-        **_common(tiny_model, tmp_path / "r"), data={"path": files["qa"], "limit": 4}
+        **_common(tiny_model, tmp_path / "r"),
+        data={"path": files["qa"], "limit": 4},
+        judge={"mode": "generate"},
     )
     result = rlaif.train(config, judge=judge, policy=policy)
     pairs = [json.loads(x) for x in (tmp_path / "r" / "pairs.jsonl").read_text().splitlines()]
@@ -126,6 +128,18 @@ def test_rlaif_with_real_policy_sampling(tiny_model, files, tmp_path, scripted_g
     )
     result = rlaif.train(config, judge=scripted_generator(replies=["1"]))
     assert result["pairs"]["pairs"] >= 1
+
+
+def test_rlaif_score_judge_prefers_the_likelier_verdict(scripted_generator) -> None:  # type: ignore[no-untyped-def]
+    """The default judge compares log p(" 1") with log p(" 2"): a verdict for every pair."""
+    policy = scripted_generator(replies=["first answer", "second answer"])
+    judge = scripted_generator(scores={" 1": -3.0, " 2": -0.1})
+    config = rlaif.RLAIFRunConfig(data={"path": "unused.jsonl"})
+    pairs, stats = rlaif.label_pairs(["What is HbA1c?"], policy, judge, config)
+    assert stats["unparsed"] == 0 and judge.n_chats == 0
+    assert pairs == [
+        {"prompt": "What is HbA1c?", "chosen": "second answer", "rejected": "first answer"}
+    ]
 
 
 def test_missing_base_model_and_resume_refusal(files, tmp_path, tiny_model) -> None:  # type: ignore[no-untyped-def]

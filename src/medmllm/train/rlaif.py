@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.errors import DataFormatError
-from medmllm.models.generator import Generator
+from medmllm.models.generator import Generator, LoglikelihoodRequest
 from medmllm.train.core import _atomic_write_json, prepare_run_dir, seed_everything
 from medmllm.train.data import DataConfig, load_dataset
 from medmllm.train.dpo import DPORunConfig
@@ -41,7 +41,13 @@ class JudgeConfig(BaseModel):
     backend: str = Field("hf", description="Generator backend: hf, llamacpp or openai.")
     model: str | None = Field(None, description="Model id/path (None: the embedded model).")
     base_url: str | None = Field(None, description="Server URL for the openai backend.")
-    max_tokens: int = Field(4, ge=1, description="Tokens the judge may answer with.")
+    mode: Literal["score", "generate"] = Field(
+        "score",
+        description="score: compare the judge's log-probabilities of answering 1 vs 2 (always a "
+        "verdict; needs log-likelihood scoring: hf, llamacpp, vLLM); generate: parse the first 1 "
+        "or 2 of its reply (any chat model, e.g. an API-only judge).",
+    )
+    max_tokens: int = Field(4, ge=1, description="Tokens the judge may answer with (generate).")
 
 
 class RLAIFRunConfig(DPORunConfig):
@@ -82,12 +88,19 @@ def label_pairs(
             stats["ties"] += 1
             continue
         question = JUDGE_PROMPT.format(prompt=prompt, a=answers[0], b=answers[1])
-        reply = judge.chat(
-            [{"role": "user", "content": question}],
-            max_tokens=config.judge.max_tokens,
-            temperature=0.0,
-        )
-        verdict = _verdict(reply.text)
+        if config.judge.mode == "score":
+            context = f"{question}\nBetter answer:"
+            one, two = judge.loglikelihood(
+                [LoglikelihoodRequest(context, " 1"), LoglikelihoodRequest(context, " 2")]
+            )
+            verdict: int | None = 1 if one >= two else 2
+        else:
+            reply = judge.chat(
+                [{"role": "user", "content": question}],
+                max_tokens=config.judge.max_tokens,
+                temperature=0.0,
+            )
+            verdict = _verdict(reply.text)
         if verdict is None:
             stats["unparsed"] += 1
             continue
