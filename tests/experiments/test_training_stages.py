@@ -52,7 +52,9 @@ def test_flow_on_tiny_model(tmp_path: Path, shared_data: Path) -> None:
     saved = json.loads((out / "results.json").read_text())
     cell = saved["table"]["sft"]["medmcqa"]
     assert cell["n"] == 4 and cell["majority"] is not None and len(cell["ci"]) == 2
-    assert "rouge_l" in saved["table"]["base"]["mts_dialog"]
+    mts = saved["table"]["base"]["mts_dialog"]
+    assert set(mts) == {"rouge_l", "sacrebleu", "meteor"}
+    assert all(c["value"] is not None for c in mts.values()), mts  # no "n/a" column
     assert [r["run"] for r in result["training"]["cpt+ift+sft+dpo"]] == [
         "cpt",
         "cpt+ift",

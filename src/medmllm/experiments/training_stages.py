@@ -30,6 +30,8 @@ from medmllm.provenance import environment
 
 Preset = Literal["cpu", "gpu"]
 MC_TASKS = ("medmcqa", "medqa", "pubmedqa")
+# "bleu" in a task expands to bleu1-4 + sacrebleu; the table shows corpus-level sacreBLEU (0-1)
+GEN_METRICS = ("rouge_l", "sacrebleu", "meteor")
 HELD_FILES = {
     "medmcqa": "mcqa/medmcqa_dev.jsonl",
     "medqa": "mcqa/medqa_dev.jsonl",
@@ -231,7 +233,7 @@ def summarise(per_stage: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
                 "prediction_distribution": tasks[name].get("prediction_distribution"),
             }
         gen = tasks["mts_dialog"]
-        table[stage]["mts_dialog"] = {m: _row(gen, m) for m in ("rouge_l", "bleu", "meteor")}
+        table[stage]["mts_dialog"] = {m: _row(gen, m) for m in GEN_METRICS}
     return table
 
 
@@ -250,7 +252,7 @@ def write_table(table: dict[str, dict[str, Any]], path: Path) -> str:
     for name in MC_TASKS:
         maj = first[name]["majority"]
         header.append(f"{name} acc (majority {maj:.3f})" if maj is not None else name)
-    header += ["MTS ROUGE-L", "MTS BLEU", "MTS METEOR", "top MedMCQA prediction"]
+    header += ["MTS ROUGE-L", "MTS sacreBLEU", "MTS METEOR", "top MedMCQA prediction"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for stage, row in table.items():
         dist = row["medmcqa"].get("prediction_distribution") or {}
@@ -258,7 +260,7 @@ def write_table(table: dict[str, dict[str, Any]], path: Path) -> str:
         top = max(dist, key=lambda k: dist[k]) if dist else None
         top_s = f"{top} ({dist[top] / total:.0%})" if top else "n/a"
         cells = [stage, *(_fmt(row[n]) for n in MC_TASKS)]
-        cells += [_fmt(row["mts_dialog"][m]) for m in ("rouge_l", "bleu", "meteor")] + [top_s]
+        cells += [_fmt(row["mts_dialog"][m]) for m in GEN_METRICS] + [top_s]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     path.write_text(text, encoding="utf-8")
