@@ -246,13 +246,18 @@ def _fmt(cell: dict[str, Any]) -> str:
 
 def write_table(table: dict[str, dict[str, Any]], path: Path) -> str:
     """A Markdown table: accuracy [95% CI] per MC task (majority baseline in the header),
-    ROUGE-L / BLEU / METEOR on MTS-Dialog, and the most frequent predicted letter."""
+    ROUGE-L / sacreBLEU / METEOR on MTS-Dialog (constant-answer baseline in the header), and
+    the most frequent predicted letter."""
     first = next(iter(table.values()))
     header = ["stage"]
     for name in MC_TASKS:
         maj = first[name]["majority"]
         header.append(f"{name} acc (majority {maj:.3f})" if maj is not None else name)
-    header += ["MTS ROUGE-L", "MTS sacreBLEU", "MTS METEOR", "top MedMCQA prediction"]
+    for metric, title in zip(GEN_METRICS, ("ROUGE-L", "sacreBLEU", "METEOR"), strict=True):
+        # the trivial baseline of a generation task: one reference note written for every dialogue
+        const = first["mts_dialog"][metric]["majority"]
+        header.append(f"MTS {title} (constant {const:.3f})" if const is not None else title)
+    header.append("top MedMCQA prediction")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for stage, row in table.items():
         dist = row["medmcqa"].get("prediction_distribution") or {}
