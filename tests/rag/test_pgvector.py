@@ -57,6 +57,17 @@ def test_modes_rank_like_local(mode, docs, fake_encoder, pg_dsn) -> None:
         assert retriever.search("zebra quantum", 3) == []  # no known word: nothing
 
 
+def test_searches_leave_no_open_transaction_behind(docs, fake_encoder, pg_dsn, caplog) -> None:
+    """A search's read transaction is ended before the connection goes back to the pool (the
+    pool would otherwise log a "rolling back returned connection" warning per query)."""
+    retriever = pg("quiet")
+    retriever.build(chunk_documents(docs), progress=False)
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            assert retriever.search("migraine headache triptans", 2)
+    assert not [r for r in caplog.records if "rolling back" in r.getMessage()]
+
+
 def test_exact_equals_local_dense_and_hnsw_agrees(docs, fake_encoder, pg_dsn) -> None:
     chunks = chunk_documents(docs)
     local = build_retriever(kind="dense", embedding_model="fake-encoder")

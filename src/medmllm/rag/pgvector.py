@@ -260,7 +260,13 @@ class PgVectorRetriever(BaseRetriever):
         try:
             yield conn
         finally:
-            pool.putconn(conn)  # the pool rolls back an unfinished transaction
+            from psycopg.pq import TransactionStatus
+
+            # A search leaves its read transaction open; end it here, or the pool logs a
+            # "rolling back returned connection" warning after every query.
+            if conn.info.transaction_status == TransactionStatus.INTRANS:
+                conn.rollback()
+            pool.putconn(conn)  # the pool rolls back anything else unfinished (an error)
 
     def _sql(self, template: str) -> Any:
         from psycopg import sql
