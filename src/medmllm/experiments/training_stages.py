@@ -273,7 +273,7 @@ def write_table(table: dict[str, dict[str, Any]], path: Path) -> str:
 
 
 def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
-    """Accuracy with 95% CIs per stage and task; dashed lines: majority baselines."""
+    """Accuracy with 95% CIs per stage and task; dashed lines: majority / constant baselines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,8 +300,9 @@ def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
             ],
         ]
         ax.bar(range(len(stages)), values, yerr=err, capsize=3, color="#4c72b0")
-        if name != "mts_dialog" and cells[0].get("majority") is not None:
-            ax.axhline(cells[0]["majority"], ls="--", color="grey", label="majority")
+        if cells[0].get("majority") is not None:
+            label = "constant answer" if name == "mts_dialog" else "majority"
+            ax.axhline(cells[0]["majority"], ls="--", color="grey", label=label)
             ax.legend(fontsize=7)
         ax.set_xticks(range(len(stages)), stages, rotation=35, ha="right", fontsize=7)
     fig.tight_layout()
