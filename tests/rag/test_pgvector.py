@@ -68,6 +68,29 @@ def test_searches_leave_no_open_transaction_behind(docs, fake_encoder, pg_dsn, c
     assert not [r for r in caplog.records if "rolling back" in r.getMessage()]
 
 
+def test_build_commits_the_hnsw_index_and_dense_search_uses_it(docs, fake_encoder, pg_dsn):
+    """finish() is committed: the HNSW index exists, the index is marked complete, and the
+    planner serves a dense query from it (with sequential scans off, as on a large table)."""
+    retriever = pg("hnsw-built", pg_mode="dense")
+    retriever.build(chunk_documents(docs), progress=False)
+    with retriever._conn() as conn:
+        names = [r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()]
+        complete = conn.execute(
+            "SELECT complete FROM medmllm.indexes WHERE name = %s", ("hnsw-built",)
+        ).fetchone()[0]
+        conn.execute("SET enable_seqscan = off")
+        vec = fake_encoder.encode_query("migraine")
+        plan = " ".join(
+            r[0]
+            for r in conn.execute(
+                retriever._sql("EXPLAIN SELECT id FROM {chunks} ORDER BY embedding <=> %s LIMIT 5"),
+                (vec,),
+            ).fetchall()
+        )
+    assert any(n.endswith("_hnsw") for n in names) and complete is True
+    assert "_hnsw" in plan, plan
+
+
 def test_exact_equals_local_dense_and_hnsw_agrees(docs, fake_encoder, pg_dsn) -> None:
     chunks = chunk_documents(docs)
     local = build_retriever(kind="dense", embedding_model="fake-encoder")

@@ -262,8 +262,8 @@ class PgVectorRetriever(BaseRetriever):
         finally:
             from psycopg.pq import TransactionStatus
 
-            # A search leaves its read transaction open; end it here, or the pool logs a
-            # "rolling back returned connection" warning after every query.
+            # A read leaves its transaction open; end it here, or the pool logs a "rolling back
+            # returned connection" warning each time. Writes commit in `conn.transaction()`.
             if conn.info.transaction_status == TransactionStatus.INTRANS:
                 conn.rollback()
             pool.putconn(conn)  # the pool rolls back anything else unfinished (an error)
@@ -346,8 +346,11 @@ class PgVectorRetriever(BaseRetriever):
             conn.execute(self._sql("CREATE INDEX IF NOT EXISTS {gin} ON {chunks} USING gin (tsv)"))
 
     def finish(self) -> None:
-        """Build the HNSW index if missing (fast after a bulk load) and mark the index complete."""
-        with self._conn() as conn:
+        """Build the HNSW index if missing (fast after a bulk load) and mark the index complete.
+
+        One committed transaction: without it the pool rolled both statements back, so the
+        index was searched by sequential scan and never marked complete."""
+        with self._conn() as conn, conn.transaction():
             conn.execute(
                 self._sql(
                     "CREATE INDEX IF NOT EXISTS {hnsw} ON {chunks} USING hnsw "
