@@ -262,3 +262,19 @@ def test_pubmedqa_without_context(tmp_path, scripted_generator) -> None:
     assert res["tasks"]["pubmedqa"]["metrics"]["accuracy"]["value"] == 1.0
     assert "ABSTRACT" not in gen.calls[0][1][0].context
     assert [r.continuation for r in gen.calls[0][1]] == [" yes", " no", " maybe"]
+
+
+def test_mc_items_are_scored_longest_first_and_returned_in_file_order(
+    tmp_path, mcqa_file, scripted_generator
+) -> None:
+    """Length-sorted scoring must not reorder predictions; an empty item list is fine too."""
+    from medmllm.eval.cache import CachedGenerator, CallCache
+    from medmllm.eval.runner import Evaluator
+
+    task = _task(tmp_path, mcqa_file)
+    gen = scripted_generator(scores={" A": -1.0})
+    res = run_eval([task], gen, EvalOptions(batch_size=3), cache_path=":memory:")
+    ids = [row["id"] for row in res["tasks"]["synth"]["items"]]
+    assert ids == [json.loads(line)["id"] for line in mcqa_file.read_text().splitlines()]
+    evaluator = Evaluator(CachedGenerator(gen, CallCache(None)), EvalOptions())
+    assert evaluator.predict(task, [], []) == []

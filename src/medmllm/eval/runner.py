@@ -277,11 +277,9 @@ class Evaluator:
         finally:
             if pool is not None:
                 pool.shutdown()
-        if order is not None:
-            in_file_order: list[Prediction] = [out[0]] * len(out)
-            for position, i in enumerate(order):
-                in_file_order[i] = out[position]
-            out = in_file_order
+        if order is not None:  # back to file order
+            by_index = dict(zip(order, out, strict=True))
+            out = [by_index[i] for i in range(len(items))]
         return out
 
 
