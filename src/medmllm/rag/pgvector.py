@@ -247,6 +247,7 @@ class PgVectorRetriever(BaseRetriever):
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
+        from psycopg.pq import TransactionStatus
         from psycopg_pool import PoolTimeout
 
         pool = POOLS.get(self.dsn)
@@ -260,8 +261,6 @@ class PgVectorRetriever(BaseRetriever):
         try:
             yield conn
         finally:
-            from psycopg.pq import TransactionStatus
-
             # A read leaves its transaction open; end it here, or the pool logs a "rolling back
             # returned connection" warning each time. Writes commit in `conn.transaction()`.
             if conn.info.transaction_status == TransactionStatus.INTRANS:
