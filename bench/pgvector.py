@@ -8,6 +8,10 @@ Writes ``bench/results/pgvector.json`` (versions, commit, load) with sections:
   p50/p95 search latency (query vectors precomputed: the engine alone), and document-level
   R@1/R@10 on the reported question split for pgvector hybrid/dense/lexical next to the local
   hybrid/dense/bm25 retrievers.
+* ``pg_fusion`` — pgvector hybrid's ``pg_lexical_weight`` and ``pg_rrf_k`` chosen on the tune
+  split of bench/retrieval.py's ``fusion_splits`` over its ``FUSION_GRID`` (weight 0 included),
+  then pgvector dense, old and tuned hybrid run through the retriever on the reported split
+  (``--only pg_fusion --medquad-corpus full``: ~4 min with cached vectors).
 * ``synthetic`` — N clustered random unit vectors of dimension 384 (``--synthetic 100000``):
   build time, size on disk, recall@10 vs exact, p50/p95 latency, pgvector HNSW vs faiss
   ``IndexFlatIP`` (the local dense index: exact) and faiss ``IndexHNSWFlat`` (same M).
@@ -191,27 +195,24 @@ def synthetic(n: int, dim: int = 384, seed: int = 0) -> tuple[np.ndarray, np.nda
     return vectors.astype(np.float32), queries.astype(np.float32)
 
 
-def medquad_section(conn, dsn: str, corpus: str, tmp: Path) -> dict:
-    """Real MiniLM vectors: engine comparison + retrieval quality like the local hybrid."""
+def bench_retrieval_module():
+    """bench/retrieval.py as a module: its splits (fusion_splits), grid and metrics."""
     import importlib.util
-
-    from medmllm.rag.embed import EmbeddingCache, embed_with_cache, get_encoder
-    from medmllm.rag.pgvector import PgVectorRetriever
 
     spec = importlib.util.spec_from_file_location("bench_retrieval", ROOT / "bench/retrieval.py")
     assert spec is not None and spec.loader is not None
     retrieval = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(retrieval)
-    fusion_splits, rank_metrics, unique = (
-        retrieval.fusion_splits,
-        retrieval.rank_metrics,
-        retrieval.unique,
-    )
+    return retrieval
 
-    data = shared_data_dir()
-    path = data / "corpus/medquad/medquad_docs.jsonl"
+
+def medquad_data(corpus: str):
+    """(docs, chunks, cached MiniLM vectors, encoder, report rows, tune rows) of MedQuAD."""
+    from medmllm.rag.embed import EmbeddingCache, embed_with_cache, get_encoder
+
+    path = shared_data_dir() / "corpus/medquad/medquad_docs.jsonl"
     docs, _ = load_corpus(path, "medquad")
-    report_rows, tune_rows = fusion_splits(path)
+    report_rows, tune_rows = bench_retrieval_module().fusion_splits(path)
     if corpus == "subset":
         keep = {r["doc_id"] for r in report_rows + tune_rows}
         docs = [d for d in docs if d.id in keep]
@@ -222,30 +223,54 @@ def medquad_section(conn, dsn: str, corpus: str, tmp: Path) -> dict:
     vectors, cached = embed_with_cache(
         encoder, [c.indexed_text for c in chunks], [c.hash for c in chunks], cache
     )
+    print(f"[medquad] {len(chunks)} chunks ({cached} cached vectors)", flush=True)
+    return docs, chunks, vectors, encoder, report_rows, tune_rows
+
+
+def load_pg_retriever(dsn: str, chunks, vectors: np.ndarray, dim: int):
+    """The MedQuAD chunks in a pgvector retriever index ``bench`` (default config); load time."""
+    from medmllm.rag.pgvector import PgVectorRetriever
+
+    config = RetrieverConfig(kind="pgvector", pg_index="bench")
+    pg = PgVectorRetriever(config, dsn)
+    start = time.perf_counter()
+    pg.create(dim, replace=True)
+    for s in range(0, len(chunks), 2000):
+        pg.add_chunks(chunks[s : s + 2000], vectors[s : s + 2000])
+    pg.finish()
+    return pg, time.perf_counter() - start
+
+
+def pg_quality(pg, rows, **update) -> dict:
+    """R@k/MRR/nDCG and latency of ``pg.search`` (top 30 chunks -> documents) over ``rows``."""
+    retrieval = bench_retrieval_module()
+    pg.config = pg.config.model_copy(update=update)
+    ranked, times = [], []
+    for r in rows:
+        t = time.perf_counter()
+        hits = pg.search(r["question"], 30)
+        times.append(time.perf_counter() - t)
+        ranked.append(retrieval.unique([h.doc_id for h in hits]))
+    metrics = retrieval.rank_metrics(ranked, [r["doc_id"] for r in rows])
+    return {**metrics, **latency(times), "_ranked": ranked}
+
+
+def medquad_section(conn, dsn: str, corpus: str, tmp: Path) -> dict:
+    """Real MiniLM vectors: engine comparison + retrieval quality like the local hybrid."""
+    retrieval = bench_retrieval_module()
+    rank_metrics, unique = retrieval.rank_metrics, retrieval.unique
+    docs, chunks, vectors, encoder, report_rows, _ = medquad_data(corpus)
     questions = [r["question"] for r in report_rows]
     qvecs = encoder.encode_queries(questions[:300]) if len(questions) else None
-    print(f"[medquad] {len(chunks)} chunks ({cached} cached vectors)", flush=True)
     engines = compare(conn, "bench_medquad", vectors, qvecs, tmp)
 
     # Retrieval quality: pgvector retriever modes vs the local retrievers, same chunks.
     quality: dict[str, dict] = {}
     relevant = [r["doc_id"] for r in report_rows]
-    pg = PgVectorRetriever(config.model_copy(update={"kind": "pgvector", "pg_index": "bench"}), dsn)
-    start = time.perf_counter()
-    pg.create(encoder.dim, replace=True)
-    for s in range(0, len(chunks), 2000):
-        pg.add_chunks(chunks[s : s + 2000], vectors[s : s + 2000])
-    pg.finish()
-    pg_build = time.perf_counter() - start
+    pg, pg_build = load_pg_retriever(dsn, chunks, vectors, encoder.dim)
     for mode in ("hybrid", "dense", "lexical"):
-        pg.config = pg.config.model_copy(update={"pg_mode": mode})
-        ranked, times = [], []
-        for q in questions:
-            t = time.perf_counter()
-            hits = pg.search(q, 30)
-            times.append(time.perf_counter() - t)
-            ranked.append(unique([h.doc_id for h in hits]))
-        quality[f"pgvector {mode}"] = {**rank_metrics(ranked, relevant), **latency(times)}
+        quality[f"pgvector {mode}"] = pg_quality(pg, report_rows, pg_mode=mode)
+        del quality[f"pgvector {mode}"]["_ranked"]
         print(f"  pgvector {mode}: {quality[f'pgvector {mode}']}", flush=True)
     for kind in ("hybrid", "dense", "bm25"):
         local = build_retriever(kind=kind)
@@ -272,12 +297,140 @@ def medquad_section(conn, dsn: str, corpus: str, tmp: Path) -> dict:
     }
 
 
+def pg_rankings(pg, rows) -> list[tuple[list[int], list[int]]]:
+    """Per question, the two candidate lists pg hybrid fuses (chunk ids, best first): the HNSW
+    dense side and the ``ts_rank_cd`` lexical side, by the same SQL as its CTEs."""
+    from medmllm.rag.pgvector import _TSQUERY_SQL
+
+    n = max(30, pg.config.candidates)
+    dense = pg._sql(
+        "SELECT id FROM (SELECT id, embedding <=> %(vec)s AS dist FROM {chunks} "
+        "ORDER BY embedding <=> %(vec)s, id LIMIT %(n)s) d ORDER BY dist, id"
+    )
+    lexical = pg._sql(
+        f"WITH q AS (SELECT {_TSQUERY_SQL} AS tsq) SELECT id FROM (SELECT id, "
+        "ts_rank_cd(tsv, q.tsq) AS r FROM {chunks}, q WHERE tsv @@ q.tsq "
+        "ORDER BY r DESC, id LIMIT %(n)s) l ORDER BY r DESC, id"
+    )
+    out = []
+    with pg._conn() as conn:
+        for r in rows:
+            vec = pg.query_encoder.encode_query(r["question"]).astype(np.float32)
+            with conn.transaction():
+                conn.execute(f"SET LOCAL hnsw.ef_search = {int(max(pg.config.pg_ef_search, n))}")
+                d = [i for (i,) in conn.execute(dense, {"vec": vec, "n": n}).fetchall()]
+                q = {"q": r["question"], "n": n}
+                lx = [i for (i,) in conn.execute(lexical, q).fetchall()]
+            out.append((d, lx))
+    return out
+
+
+def pg_fuse(ranks, doc_of: dict[int, str], w_lexical: float, rrf_k: int) -> list[list[str]]:
+    """pg hybrid's fusion, in Python: sum of weight / (rrf_k + rank), ties by chunk id, top 30
+    chunks -> document ranking (as ``pg_quality``)."""
+    retrieval = bench_retrieval_module()
+    ranked = []
+    for dense, lexical in ranks:
+        score: dict[int, float] = {}
+        for weight, ids in ((1.0, dense), (w_lexical, lexical)):
+            for rank, i in enumerate(ids, start=1):
+                score[i] = score.get(i, 0.0) + weight / (rrf_k + rank)
+        top = sorted(score, key=lambda i: (-score[i], i))[:30]
+        ranked.append(retrieval.unique([doc_of[i] for i in top]))
+    return ranked
+
+
+def pg_fusion_section(dsn: str, corpus: str) -> dict:
+    """Choose pg hybrid's lexical weight (and rrf_k) on the tune split; report on the reported one.
+
+    Same splits and grid as bench/retrieval.py's ``fusion`` section (which tuned the local bm25
+    weight). Each question's two candidate lists are read once from PostgreSQL and re-fused per
+    grid point; the chosen, old and dense settings then run through the retriever itself.
+    """
+    retrieval = bench_retrieval_module()
+    grid_spec, rank_metrics = retrieval.FUSION_GRID, retrieval.rank_metrics
+    docs, chunks, vectors, encoder, report_rows, tune_rows = medquad_data(corpus)
+    pg, _ = load_pg_retriever(dsn, chunks, vectors, encoder.dim)
+    with pg._conn() as conn:
+        rows = conn.execute(pg._sql("SELECT id, doc_id FROM {chunks}")).fetchall()
+    doc_of = {int(i): d for i, d in rows}
+    tune_ranks, report_ranks = pg_rankings(pg, tune_rows), pg_rankings(pg, report_rows)
+    tune_gold = [r["doc_id"] for r in tune_rows]
+
+    grid = []
+    for w in grid_spec["bm25_weight"]:
+        for k in grid_spec["rrf_k"]:
+            metrics = rank_metrics(pg_fuse(tune_ranks, doc_of, w, k), tune_gold)
+            grid.append({"pg_lexical_weight": w, "pg_rrf_k": k, **metrics})
+            print(f"  tune w={w} rrf_k={k}: {metrics}", flush=True)
+    best = max(grid, key=lambda g: (g["recall@1"], g["mrr@10"], -g["pg_lexical_weight"]))
+    chosen = {"pg_lexical_weight": best["pg_lexical_weight"], "pg_rrf_k": best["pg_rrf_k"]}
+    # Before session 4 pg hybrid used the local hybrid's bm25_weight and rrf_k.
+    old = {"pg_lexical_weight": 0.6, "pg_rrf_k": 30}
+    # Diagnostic only (nothing is chosen from it): every grid point on the reported split.
+    report_grid = [
+        {
+            "pg_lexical_weight": g["pg_lexical_weight"],
+            "pg_rrf_k": g["pg_rrf_k"],
+            **rank_metrics(
+                pg_fuse(report_ranks, doc_of, g["pg_lexical_weight"], g["pg_rrf_k"]),
+                [r["doc_id"] for r in report_rows],
+            ),
+        }
+        for g in grid
+    ]
+
+    # The retriever itself on the reported split (its SQL, with latency), and the Python fusion
+    # of the same candidates as a check that the grid scored what the SQL computes.
+    runs = {
+        "pgvector dense": {"pg_mode": "dense"},
+        "pgvector hybrid, old weights (bm25_weight 0.6, rrf_k 30)": {"pg_mode": "hybrid", **old},
+        "pgvector hybrid, chosen on tune split": {"pg_mode": "hybrid", **chosen},
+    }
+    report, agree = {}, {}
+    for name, update in runs.items():
+        row = pg_quality(pg, report_rows, **update)
+        ranked = row.pop("_ranked")
+        if update["pg_mode"] == "hybrid":
+            fused = pg_fuse(report_ranks, doc_of, update["pg_lexical_weight"], update["pg_rrf_k"])
+            agree[name] = sum(a == b for a, b in zip(fused, ranked, strict=True)) / len(ranked)
+        report[name] = {**row, **{k: v for k, v in update.items() if k != "pg_mode"}}
+        print(f"  report {name}: {report[name]}", flush=True)
+    dense_r1 = report["pgvector dense"]["recall@1"]
+    hybrid_ge_dense = report["pgvector hybrid, chosen on tune split"]["recall@1"] >= dense_r1
+    return {
+        "corpus": f"MedQuAD {corpus}: {len(docs)} documents, {len(chunks)} chunks, "
+        "all-MiniLM-L6-v2 vectors (embedding cache)",
+        "report_split": f"{len(report_rows)} questions, random.Random(0).sample of all rows "
+        "(bench/retrieval.py fusion_splits; the medquad section's questions)",
+        "tune_split": f"{len(tune_rows)} questions, random.Random(1).sample of the other rows",
+        "rule": "max tune recall@1, then mrr@10, then the smaller weight; dense weight 1.0",
+        "grid": grid,
+        "chosen": chosen,
+        "report": report,
+        "fused_in_python_equals_sql_ranking": agree,
+        "chosen_hybrid_ge_dense_recall@1": hybrid_ge_dense,
+        # The default pg_mode: hybrid only if the tuned hybrid is at least dense on R@1.
+        "default_pg_mode": "hybrid" if hybrid_ge_dense else "dense",
+        "report_grid_diagnostic": report_grid,
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "note": "grid scored by fusing each question's two SQL candidate lists (100 each) in "
+        "Python; report rows ran through PgVectorRetriever.search (latency includes the query "
+        "embedding and a pooled round trip); local hybrid: see medquad.quality",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", default=None, help="use this server instead of a local one")
     parser.add_argument("--synthetic", type=int, nargs="*", default=[100_000])
     parser.add_argument("--medquad-corpus", choices=("subset", "full"), default="subset")
-    parser.add_argument("--only", nargs="*", default=["medquad", "synthetic"])
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=("medquad", "pg_fusion", "synthetic"),
+        default=["medquad", "pg_fusion", "synthetic"],
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/pgvector.json")
     args = parser.parse_args()
 
@@ -303,6 +456,8 @@ def main() -> None:
             for section in args.only:
                 if section == "medquad":
                     result["medquad"] = medquad_section(conn, dsn, args.medquad_corpus, Path(tmp))
+                elif section == "pg_fusion":
+                    result["pg_fusion"] = pg_fusion_section(dsn, args.medquad_corpus)
                 else:
                     result["synthetic"] = {}
                     for n in args.synthetic:

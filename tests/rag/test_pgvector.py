@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -55,6 +56,38 @@ def test_modes_rank_like_local(mode, docs, fake_encoder, pg_dsn) -> None:
     if mode == "lexical":
         assert retriever.search("wheezing", 3)[0].doc_id == "asthma"
         assert retriever.search("zebra quantum", 3) == []  # no known word: nothing
+
+
+def test_pg_hybrid_fuses_with_its_own_weight_not_bm25_weight(docs, fake_encoder, pg_dsn) -> None:
+    """pg hybrid fuses with pg_lexical_weight / pg_rrf_k: bm25_weight and rrf_k, tuned for the
+    local BM25 ranking, do not touch it (ts_rank_cd is a much weaker ranker than BM25)."""
+    chunks = chunk_documents(docs)
+    query = "migraine headache triptans"
+    dense = pg("pg-weights", pg_mode="dense")
+    dense.build(chunks, progress=False)
+    options = {"pg_lexical_weight": 0.0, "pg_rrf_k": 10, "bm25_weight": 5.0, "rrf_k": 60}
+    hybrid = pg("pg-weights", pg_mode="hybrid", **options)
+    hits = hybrid.search(query, 3)
+    assert hits[0].score == pytest.approx(1 / (10 + 1))  # dense rank 1 alone: weight 1 / (10 + 1)
+    assert [h.chunk.id for h in hits] == [h.chunk.id for h in dense.search(query, 3)]
+    hybrid.config = hybrid.config.model_copy(update={"pg_lexical_weight": 1.0, "bm25_weight": 0})
+    assert hybrid.search(query, 1)[0].score > 1 / (10 + 1)  # the lexical side now counts
+
+
+def test_pg_fusion_defaults_are_the_ones_chosen_on_the_tuning_split() -> None:
+    """The shipped pg hybrid weights are bench/pgvector.py's choice on held-out questions, and
+    the default mode is at least as good as pgvector dense on R@1 on the reported split."""
+    fusion = json.loads((REPO / "bench/results/pgvector.json").read_text())["pg_fusion"]
+    config = RetrieverConfig()
+    assert config.pg_lexical_weight == fusion["chosen"]["pg_lexical_weight"]
+    assert config.pg_rrf_k == fusion["chosen"]["pg_rrf_k"]
+    assert config.pg_mode == fusion["default_pg_mode"]
+    assert "Random(0)" in fusion["report_split"] and "Random(1)" in fusion["tune_split"]
+    report = fusion["report"]
+    dense = report["pgvector dense"]["recall@1"]
+    tuned = report["pgvector hybrid, chosen on tune split"]["recall@1"]
+    assert (tuned if config.pg_mode == "hybrid" else dense) >= dense
+    assert tuned > report["pgvector hybrid, old weights (bm25_weight 0.6, rrf_k 30)"]["recall@1"]
 
 
 def test_searches_leave_no_open_transaction_behind(docs, fake_encoder, pg_dsn, caplog) -> None:

@@ -15,7 +15,10 @@ under an advisory lock, so two processes never migrate at once.
 
 Search modes (``RetrieverConfig.pg_mode``): ``dense`` (HNSW, or exact with ``pg_exact``),
 ``lexical`` (full-text, any query word), ``hybrid`` — both rankings fused by weighted
-reciprocal rank **inside one SQL statement**, so one snapshot serves both sides.
+reciprocal rank **inside one SQL statement**, so one snapshot serves both sides. Hybrid weighs
+the full-text side by ``pg_lexical_weight`` with ``pg_rrf_k``, not the local hybrid's
+``bm25_weight``/``rrf_k``: ``ts_rank_cd`` ranks far worse than BM25 and needs a smaller weight
+(tuned in bench/pgvector.py). Dense is the default: tuned hybrid does not beat it on MedQuAD R@1.
 
 Writes (:meth:`PgVectorRetriever.add_chunks`, :meth:`~PgVectorRetriever.delete`) run in one
 transaction per batch: readers see the index before or after a batch, never half a document.
@@ -457,7 +460,7 @@ class PgVectorRetriever(BaseRetriever):
     def _search(self, query: str, k: int) -> list[Hit]:
         mode = self.config.pg_mode
         n = max(k, self.config.candidates)
-        params: dict[str, Any] = {"q": query, "k": k, "n": n, "rrf_k": self.config.rrf_k}
+        params: dict[str, Any] = {"q": query, "k": k, "n": n, "rrf_k": self.config.pg_rrf_k}
         if mode != "lexical":
             params["vec"] = self.query_encoder.encode_query(query).astype(np.float32)
         # Exact: an ORDER BY the HNSW index cannot serve. `enable_indexscan = off` alone still let
@@ -475,7 +478,7 @@ class PgVectorRetriever(BaseRetriever):
                 "WHERE tsv @@ q.tsq ORDER BY score DESC, id LIMIT %(k)s"
             )
         else:
-            params["wd"], params["wl"] = self.config.dense_weight, self.config.bm25_weight
+            params["wd"], params["wl"] = self.config.dense_weight, self.config.pg_lexical_weight
             statement = (
                 f"WITH q AS (SELECT {_TSQUERY_SQL} AS tsq), "
                 "dense AS (SELECT id, row_number() OVER (ORDER BY dist, id) AS rank FROM "

@@ -77,13 +77,24 @@ class RetrieverConfig(BaseModel):
     pg_index: str = Field(
         "default", description="pgvector: the index name inside the PostgreSQL database."
     )
-    # dense by default: PostgreSQL full-text ranking (ts_rank_cd, no IDF) is far weaker than BM25
-    # and pulled hybrid R@1 below dense on MedQuAD (bench/results/pgvector.json).
+    # dense by default: PostgreSQL full-text ranking (ts_rank_cd, no IDF) is far weaker than BM25;
+    # even with the tuned pg_lexical_weight, hybrid R@1 stays below dense on MedQuAD
+    # (bench/results/pgvector.json, section pg_fusion).
     pg_mode: Literal["hybrid", "dense", "lexical"] = Field(
         "dense",
         description="pgvector: HNSW vectors (default), Postgres full-text search, or both "
         "fused by RRF in one SQL query.",
     )
+    # Not bm25_weight / rrf_k: those were tuned for the local BM25 ranking. Postgres' ts_rank_cd
+    # (no IDF) is a much weaker ranker, so pg hybrid gets its own fusion settings, chosen on the
+    # same MedQuAD tuning split (bench/pgvector.py section "pg_fusion"; docs/decisions.md).
+    pg_lexical_weight: float = Field(
+        0.1,
+        ge=0,
+        description="pgvector hybrid: weight of the Postgres full-text ranking (ts_rank_cd); "
+        "the dense ranking weighs dense_weight.",
+    )
+    pg_rrf_k: int = Field(10, ge=1, description="pgvector hybrid: reciprocal-rank-fusion constant.")
     pg_exact: bool = Field(
         False, description="pgvector: exact vector search (sequential scan) instead of HNSW."
     )
