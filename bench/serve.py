@@ -1,7 +1,9 @@
 """Serving benchmark: concurrent clients against ``medmllm serve`` vs direct Generator calls.
 
-The embedded model behind the FastAPI app (uvicorn on 127.0.0.1, in this process), ``--clients``
-concurrent clients each sending ``--requests`` chat completions (greedy, ``--max-tokens``).
+The embedded model behind ``medmllm serve`` on 127.0.0.1 — by default the CLI in its own process,
+as users run it (``--server-mode thread``: the FastAPI app under uvicorn in this process, sharing
+the GIL with the clients) — and ``--clients`` concurrent clients each sending ``--requests`` chat
+completions (greedy, ``--max-tokens``).
 Reported: errors, latency p50 / p99, completion tokens/s, and the server's overhead: wall time
 per request through the server vs the same requests made directly on the Generator (the model
 runs one request at a time in both cases, so the difference is HTTP + JSON + queueing + guard).
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -65,6 +68,33 @@ def start_server(app: Any) -> tuple[Any, str]:
     raise RuntimeError("server did not start")
 
 
+def start_server_process(args: argparse.Namespace, audit: Path | None, log: Path):
+    """`medmllm serve` as users run it, in its own process; returns (process, base URL)."""
+    from medmllm.models.llama_server import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "medmllm.cli.main", "serve", "--port", str(port), "--no-web"]
+    cmd += ["--max-inflight", str(args.clients * 2)]
+    if args.backend:
+        cmd += ["--backend", args.backend]
+    if audit is not None:
+        cmd += ["--audit", str(audit)]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"medmllm serve exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("medmllm serve did not start")
+
+
 async def run_clients(base: str, model: str, clients: int, requests: int, max_tokens: int):
     latencies: list[float] = []
     tokens = 0
@@ -107,6 +137,13 @@ def main() -> None:
     parser.add_argument(
         "--backend", default=None, help="default: what `medmllm serve` uses (llamacpp if installed)"
     )
+    parser.add_argument(
+        "--server-mode",
+        choices=["process", "thread"],
+        default="process",
+        help="process: `medmllm serve` in its own process (as deployed); thread: the app in this "
+        "process",
+    )
     args = parser.parse_args()
 
     from medmllm.models.generator import load_generator
@@ -137,13 +174,29 @@ def main() -> None:
     served: dict[str, dict[str, Any]] = {}
     per_req_direct = direct_wall / n
     for name, guard in setups.items():
-        app = create_app(ServeConfig(max_inflight=args.clients * 2, guard=guard), generator=gen)
-        server, base = start_server(app)
+        if args.server_mode == "thread":
+            app = create_app(ServeConfig(max_inflight=args.clients * 2, guard=guard), generator=gen)
+            server, base = start_server(app)
+        else:
+            log = audit.with_name(f"{name}.log")
+            proc, base = start_server_process(args, guard.audit_path, log)
         model = httpx.get(base + "/v1/models").json()["data"][0]["id"]
+        # one warm-up request: the model's first call (and, with --audit, the analyzer) is paid
+        # once per server, not per request — the direct baseline is warmed up the same way
+        httpx.post(
+            base + "/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": QUESTIONS[0]}],
+                  "max_tokens": args.max_tokens, "temperature": 0},
+            timeout=600,
+        )  # fmt: skip
         wall, lat, tokens, errors = asyncio.run(
             run_clients(base, model, args.clients, args.requests, args.max_tokens)
         )
-        server.should_exit = True
+        if args.server_mode == "thread":
+            server.should_exit = True
+        else:
+            proc.terminate()
+            proc.wait(timeout=60)
         served[name] = {
             "errors": errors,
             "n_errors": sum(errors.values()),
@@ -161,6 +214,7 @@ def main() -> None:
     payload = {
         "benchmark": "serve",
         "backend": gen.backend,
+        "server_mode": args.server_mode,
         "model": gen.model_id,
         "clients": args.clients,
         "requests_per_client": args.requests,

@@ -33,10 +33,7 @@ def test_one_version_and_commit_stamp() -> None:
         "bench/_common.py",  # a thin wrapper over medmllm.provenance
         "src/medmllm/provenance.py",
     ]
-    # bench/eval_throughput.py is being rewritten under issue 11 item 1 (worker spine-perf),
-    # which moves its _versions()/_commit() onto medmllm.provenance.environment().
-    stamps = [p for p in _files_with(r"rev-parse") if p != "bench/eval_throughput.py"]
-    assert stamps == ["src/medmllm/provenance.py"]
+    assert _files_with(r"rev-parse") == ["src/medmllm/provenance.py"]
     env = environment(extra=("pytest",))
     assert env["versions"]["pytest"] and env["date"] and "git_commit" in env
 
