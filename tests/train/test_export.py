@@ -53,7 +53,7 @@ def test_exported_adapter_agrees_with_transformers(tmp_path: Path, shared_data: 
         data={"builder": "mcqa", "limit": 8, "shared_dir": str(shared_data)},
         output_dir=tmp_path / "run",
         max_steps=1,
-        max_length=64,
+        max_length=512,  # at 64 every MCQA answer was truncated away: a no-op adapter
         learning_rate=1e-2,
         progress=False,
     )
@@ -64,10 +64,16 @@ def test_exported_adapter_agrees_with_transformers(tmp_path: Path, shared_data: 
         )
         for c in (" A", " B", " Metformin", " insulin")
     ]
-    base = load_generator("llamacpp", None).loglikelihood(requests)
-    # mean |Δ log p| over the continuations. F16: measured 0.003. Q8_0: measured 0.51 on this
-    # deliberately perturbed adapter (lr 1e-2) — more than expected, not yet explained; the
-    # bound is a sanity bound and the best continuation must be the same.
+    from medmllm.config import get_settings
+    from medmllm.models.defaults import resolve_model_path
+    from medmllm.models.hf_weights import convert_gguf
+
+    base_hf = convert_gguf(resolve_model_path(None), get_settings().cache_dir("hf"))
+    base = load_generator("hf", str(base_hf)).loglikelihood(requests)
+    # mean |Δ log p| over the continuations; measured here: F16 0.006, Q8_0 0.03 (the adapter
+    # moves them by 1.7). Q8_0's bound is loose on purpose: on 125 longer MedMCQA requests 8-bit
+    # weights move log p by ~0.3 whoever quantises — ours (gguf-py, as llama.cpp's
+    # convert_hf_to_gguf.py) 0.35, llama.cpp's own quantiser from the F16 file 0.32, F16 0.14.
     bounds = {"f16": 0.02, "q8_0": 1.0}
     for quant, bound in bounds.items():
         info = export_gguf(adapter, tmp_path / f"m.{quant}.gguf", quant=quant, keep_merged=True)
@@ -78,6 +84,6 @@ def test_exported_adapter_agrees_with_transformers(tmp_path: Path, shared_data: 
         assert diff < bound, (quant, ours, ref)
         assert ours.index(max(ours)) == ref.index(max(ref)), (quant, ours, ref)
         if quant == "f16":  # the adapter really was merged: scores moved off the base model
-            moved = sum(abs(a - b) for a, b in zip(ours, base, strict=True)) / len(requests)
-            assert moved > 1e-3, (ours, base)
+            moved = sum(abs(a - b) for a, b in zip(ref, base, strict=True)) / len(requests)
+            assert moved > 0.05, (ref, base)  # same numerics (hf float32) on both sides
             assert cpp.chat([{"role": "user", "content": "Hi"}], max_tokens=4).text.strip()

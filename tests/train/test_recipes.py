@@ -75,6 +75,17 @@ def test_dpo_with_every_prompt_too_long_says_so(tiny_model, files, tmp_path) -> 
         dpo.train(config)
 
 
+def test_sft_with_every_answer_truncated_says_so(tiny_model, files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A prompt that fills max_length leaves no answer token: TRL would train at loss 0 and
+    change nothing, so the run is refused with the setting to raise."""
+    config = sft.SFTRunConfig(
+        **{**_common(tiny_model, tmp_path / "s"), "max_length": 8}, data={"path": files["qa"]}
+    )
+    with pytest.raises(InvalidRequestError, match="max_length=8"):
+        sft.train(config)
+    assert not (tmp_path / "s" / "adapter").exists()
+
+
 def test_full_finetune_and_chained_adapter(tiny_model, files, tmp_path) -> None:  # type: ignore[no-untyped-def]
     first = sft.train(
         sft.SFTRunConfig(**_common(tiny_model, tmp_path / "a"), data={"path": files["qa"]})

@@ -184,8 +184,10 @@ def test_shipped_configs_run_on_embedded_model_and_adapter_evaluates(
     for recipe, name in runs.items():
         extra = {
             "rlaif": ["--set", "max_new_tokens=8", "--set", "data.limit=2"],
-            # TRL drops DPO pairs whose prompt fills max_length; MCQA chat prompts need > 64
+            # MCQA chat prompts need > 64 tokens: TRL drops such DPO pairs, and SFT would keep
+            # no answer token (refused since it trained at loss 0)
             "dpo": ["--set", "max_length=256"],
+            "sft": ["--set", "max_length=256"],
         }.get(recipe, [])
         proc = _run(
             "train",
@@ -199,6 +201,8 @@ def test_shipped_configs_run_on_embedded_model_and_adapter_evaluates(
             timeout=900,
         )
         assert proc.returncode == 0, (recipe, proc.stderr[-3000:])
+        if recipe != "rlaif":  # something was learned from: a loss on real tokens
+            assert json.loads((tmp_path / recipe / "result.json").read_text())["final_loss"] > 0
     proc = _run(
         "eval",
         "--tasks",

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
+from medmllm.errors import InvalidRequestError
 from medmllm.train.core import training_arguments
 from medmllm.train.recipe import RecipeConfig, run_recipe
 
@@ -49,13 +50,41 @@ def sft_trainer(
         dataset_text_field="text",
         include_num_input_tokens_seen="non_padding",
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    if not text and config.completion_only_loss and supervised_tokens(trainer.train_dataset) == 0:
+        # TRL truncates each example to max_length from the right, so a prompt that fills it
+        # leaves no answer token; the run would "train" at loss 0 and change nothing.
+        raise InvalidRequestError(
+            f"no answer token is left to learn from: every one of the {len(train_ds)} examples' "
+            f"prompt fills max_length={config.max_length} tokens, so the completion is cut off",
+            hint="raise max_length (MCQA prompts in the chat template take ~100-200 tokens)",
+        )
+    return trainer
+
+
+def supervised_tokens(dataset: Any) -> int:
+    """Tokens with a loss in TRL's processed dataset (labels or completion_mask).
+
+    -1 where that cannot be counted without reading it all (a streaming dataset).
+    """
+    import datasets
+    import pyarrow.compute as pc
+
+    if not isinstance(dataset, datasets.Dataset):
+        return -1
+    table = dataset.data.table
+    if "labels" in table.column_names:
+        flat = pc.list_flatten(table.column("labels"))
+        return int(pc.sum(pc.not_equal(flat, -100)).as_py() or 0)
+    if "completion_mask" in table.column_names:
+        return int(pc.sum(pc.list_flatten(table.column("completion_mask"))).as_py() or 0)
+    return -1
 
 
 def train(config: SFTRunConfig, *, overwrite: bool = False) -> dict[str, Any]:
