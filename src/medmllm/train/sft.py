@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from medmllm.errors import InvalidRequestError
@@ -74,16 +75,18 @@ def supervised_tokens(dataset: Any) -> int:
     -1 where that cannot be counted without reading it all (a streaming dataset).
     """
     import datasets
-    import pyarrow.compute as pc
 
     if not isinstance(dataset, datasets.Dataset):
         return -1
-    table = dataset.data.table
+    table = dataset.data.table  # Arrow: counted without turning every row into Python lists
+
+    def flat(column: str) -> np.ndarray:
+        return table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+
     if "labels" in table.column_names:
-        flat = pc.list_flatten(table.column("labels"))
-        return int(pc.sum(pc.not_equal(flat, -100)).as_py() or 0)
+        return int((flat("labels") != -100).sum())
     if "completion_mask" in table.column_names:
-        return int(pc.sum(pc.list_flatten(table.column("completion_mask"))).as_py() or 0)
+        return int(flat("completion_mask").sum())
     return -1
 
 
