@@ -228,8 +228,12 @@ def main() -> None:
         "export_adapter": str(args.adapter) if args.adapter else None,
         "load_avg_before": load_before,
         "load_avg_after": list(os.getloadavg()),
-        "note": "measured on a shared, heavily loaded 2-core machine: absolute speeds are not "
-        "claims; the ratio compares two processes run back to back under similar load",
+        "note": (
+            "quiet machine (load below the core count before and after)"
+            if max(load_before[0], os.getloadavg()[0]) < (os.cpu_count() or 1)
+            else "loaded machine: absolute speeds are not claims; the ratio compares two "
+            "processes run back to back under similar load"
+        ),
         "environment": environment(),
     }
     RESULTS.mkdir(exist_ok=True)
