@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument(
         "--backend", default=None, help="default: what `medmllm serve` uses (llamacpp if installed)"
     )
+    parser.add_argument("--out", default="serve.json", help="name in bench/results/")
     parser.add_argument(
         "--server-mode",
         choices=["process", "thread"],
@@ -235,7 +236,7 @@ def main() -> None:
         "load_avg_after": list(os.getloadavg()),
         "environment": environment(),
     }
-    path = write_json("serve.json", payload)
+    path = write_json(args.out, payload)
     for name, row in served.items():
         print(
             f"{name}: {n} requests, {row['n_errors']} errors, p50 {row['latency_p50_s']} s, "
