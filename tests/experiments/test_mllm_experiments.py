@@ -1,14 +1,18 @@
-"""Experiments 1 and 2: every grid config (cpu and gpu presets) validates; a tiny cpu run writes
-its table, plot and JSON with the caveat, CIs, blind control and trainable-parameter counts."""
+"""Experiments 1 and 2: grids validate; the split keeps images apart and trains on the harness's
+prompts; per-question-type slicing and the degenerate labels are right; a tiny run writes its
+tables, plot and JSON end to end."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from medmllm.eval.task import Item
 from medmllm.experiments import EXPERIMENTS, alignment, vision_encoders
+from medmllm.experiments import mllm_grid as G
 from medmllm.models.mllm import MLLMConfig
 from medmllm.train.mllm import MLLMTrainConfig
 
@@ -17,26 +21,176 @@ from medmllm.train.mllm import MLLMTrainConfig
 def test_grids_validate(preset: str, tmp_path: Path) -> None:
     train = tmp_path / "t.jsonl"
     cells = list(vision_encoders.grid(preset, train).values())  # type: ignore[arg-type]
-    for task in ("vqa", "findings"):
-        cells += list(alignment.grid(preset, train, task, 0).values())  # type: ignore[arg-type]
+    cells += list(alignment.grid(preset, train).values())  # type: ignore[arg-type]
     for cell in cells:
         cfg = MLLMTrainConfig.model_validate({**cell, "output_dir": str(tmp_path / "r")})
         assert isinstance(cfg.model, MLLMConfig)
+        assert cfg.finetune == "lora" and not cfg.model.llm.tiny
         if preset == "gpu":
             assert cfg.model.encoder.model_id and cfg.model.llm.model_id
-        else:
-            assert cfg.model.llm.tiny and cfg.model.encoder.image_size <= 112
+        else:  # the embedded SmolLM2 and the offline encoders, pooled for splicing aligners
+            assert cfg.model.llm.model_id is None
+            splices = cfg.model.aligner.name in ("linear", "mlp2x_gelu")
+            assert (cfg.model.encoder.pool_grid == 2) == splices
+    labels = list(vision_encoders.grid("cpu", train))
+    assert sum("random" in label for label in labels) == 1  # one labelled contrast
     assert {"vision-encoders", "alignment"} <= set(EXPERIMENTS.names())
+
+
+def test_steps_follow_epochs() -> None:
+    recipe = G.VqaRecipe(epochs=2, batch_size=8)
+    cfg = G.instruct_config({"name": "vit"}, {"name": "linear"}, Path("x"), 100, recipe, seed=0)
+    assert cfg["max_steps"] == 25
+    assert cfg["model"]["encoder"] == {"name": "vit", "image_size": 224, "pool_grid": 2}
+
+
+def test_recipe_options_are_validated() -> None:
+    assert G.recipe_for("cpu", {"epochs": 1, "encoders": ["x"]}).epochs == 1
+    with pytest.raises(Exception, match="learning_rate"):
+        G.recipe_for("cpu", {"learning_rate": -1})
+
+
+def test_stratified_split_by_image() -> None:
+    # 20 images, 4 of them "rare": an unstratified quarter may miss them, a stratified one not
+    rows = [{"img": f"i{i}", "rare": i < 4, "q": q} for i in range(20) for q in range(3)]
+    for seed in range(10):
+        train, test = G.split_by_image(rows, "img", 0.25, seed, lambda rs: rs[0]["rare"])
+        assert not {r["img"] for r in train} & {r["img"] for r in test}
+        assert len({r["img"] for r in test if r["rare"]}) == 1  # 25% of 4
+        assert len({r["img"] for r in test}) == 5
+    assert G.vqa_stratum([{"image_organ": "HEAD", "answer_type": "CLOSED",
+                           "question_type": "PRES, PLANE"}]) == ("HEAD", True)  # fmt: skip
+
+
+def _item(i: int, qtype: str, answer_type: str, answer: str) -> Item:
+    meta = {"answer_type": answer_type, "question_type": qtype}
+    return Item(id=str(i), question="q", answer=answer, image="x.png", meta=meta)
+
+
+def _section(items: list[Item], preds: list[str], blind: list[str]) -> dict[str, Any]:
+    return {
+        "items": [
+            {"id": it.id, "gold": it.answer, "pred": p} for it, p in zip(items, preds, strict=True)
+        ],
+        "blind_control": {"predictions": {it.id: b for it, b in zip(items, blind, strict=True)}},
+    }
+
+
+def test_per_type_slicing() -> None:
+    items = [
+        _item(0, "MODALITY", "CLOSED", "yes"),
+        _item(1, "PLANE", "CLOSED", "no"),
+        _item(2, "PRES, POS", "CLOSED", "yes"),
+        _item(3, "PRES", "CLOSED", "no"),
+        _item(4, "MODALITY", "OPEN", "ct"),
+        _item(5, "ATRIB", "OPEN", "round"),
+    ]
+    preds = ["yes", "no", "no", "no", "CT scan", "oval"]
+    blind = ["no", "yes", "no", "no", "mri", "oval"]
+    out = G.analyse_vqa(_section(items, preds, blind), items, seed=0)
+    visible = out[G.VISIBLE]["closed"]
+    assert visible["n"] == 2 and visible["accuracy"] == 1.0 and visible["blind_accuracy"] == 0.0
+    assert visible["image_gain"] == 1.0 and visible["changed_answers"] == 2
+    assert out[G.VISIBLE]["open"]["image_gain"] == 1.0  # "ct" in "CT scan", not in "mri"
+    assert (
+        out[G.OTHER_TYPES]["closed"]["n"] == 2 and out[G.OTHER_TYPES]["closed"]["image_gain"] == 0
+    )
+    assert out["PRES"]["closed"]["n"] == 2 and out["POS"]["closed"]["n"] == 1  # both types count
+    assert "ATTRIB" in out and "ATRIB" not in out  # the data's misspelling is folded
+    assert out["all"]["closed"]["n"] == 4 and out["all"]["open"]["n"] == 2
+    assert out["all"]["closed"]["image_gain"] == pytest.approx(0.5)
+    assert G.type_order([out])[:4] == [G.VISIBLE, "MODALITY", "PLANE", G.OTHER_TYPES]
+    header, rows = G.per_type_table({"cell": {"analysis": out}})
+    assert len(header) == len(rows[0]) and rows[0][1] == G.VISIBLE
+
+
+def test_image_clustered_interval_is_wider_for_clustered_items() -> None:
+    # four questions per image, answered all right or all wrong: 10 independent units, not 40
+    values = [1.0] * 20 + [0.0] * 20
+    images = [f"i{i // 4}" for i in range(40)]
+    lo, hi = G.cluster_bootstrap_ci(values, images, seed=0)
+    item_lo, item_hi = G.cluster_bootstrap_ci(values, [str(i) for i in range(40)], seed=0)
+    assert lo < 0.5 < hi and hi - lo > (item_hi - item_lo) * 1.5
+    assert G.cluster_bootstrap_ci([0.0, 0.0], ["a", "b"]) == (0.0, 0.0)
+
+
+def test_organ_probe_rows_one_per_image() -> None:
+    raw = [
+        {"image_name": "/x/a.jpg", "image_organ": "HEAD"},
+        {"image_name": "/x/a.jpg", "image_organ": "HEAD"},
+        {"image_name": "/x/b.jpg", "image_organ": "ABD"},
+    ]
+    rows = G.organ_probe_rows(raw)
+    assert [r["answer"] for r in rows] == ["head", "abdomen"]
+    assert {r["answer_type"] for r in rows} == {"OPEN"} and rows[0]["qid"] == "organ-a"
+
+
+def test_degenerate_cells_are_labelled() -> None:
+    assert G.constant_answer(["No.", "no", "No, there is not"], closed=True) == "no"
+    assert G.constant_answer(["yes", "no"], closed=True) is None
+    assert G.constant_answer(["ct", "CT"], closed=False) == "ct"
+    items = [_item(i, "PRES", "CLOSED", a) for i, a in enumerate(["yes", "no", "no"])]
+    out = G.analyse_vqa(_section(items, ["no"] * 3, ["no"] * 3), items, seed=0)
+    closed = out["all"]["closed"]
+    assert G.accuracy_cell(closed).startswith("degenerate: answers 'no' to every item (0.667")
+    assert G.blind_cell(closed) == "0.667 (answers 'no' to every item)"
+    assert G.gain_cell(closed).startswith("none: the same answer")
+    assert G.accuracy_cell({**closed, "constant_answer": ""}).startswith(
+        "degenerate: gives an empty answer to every item"
+    )
+    varied = G.analyse_vqa(_section(items, ["yes", "no", "yes"], ["no"] * 3), items, seed=0)
+    assert G.accuracy_cell(varied["all"]["closed"]).startswith("0.667 [")
+    assert G.gain_cell(varied["all"]["closed"]).startswith("+0.000 [")
+    assert "; by image [" in G.gain_cell(varied["all"]["closed"])
+
+
+def test_split_keeps_images_apart_and_trains_on_harness_prompts(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    from medmllm.eval.prompting import chat_prompt
+    from medmllm.eval.task import load_task
+
+    recipe = G.VqaRecipe(blank_share=0.5)
+    tune = G.prepare_vqa_rad(tmp_path, recipe, 0, "tune")
+    final = G.prepare_vqa_rad(tmp_path, recipe, 0, "final")
+    split = json.loads((tmp_path / "split.json").read_text())
+    held, tune_imgs, fit = (set(split[k]) for k in ("held_apart", "tune", "fit"))
+    assert held and tune_imgs and fit and not (held & tune_imgs or held & fit or tune_imgs & fit)
+    assert len(held | tune_imgs | fit) == 111
+
+    def images(path: Path, key: str) -> set[str]:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return {Path(r[key]).name for r in rows}
+
+    blank = "blank-224-128.png"
+    assert images(tune.train_file, "image") - {blank} == fit
+    assert images(tune.eval_file, "image_name") == tune_imgs
+    assert images(final.train_file, "image") - {blank} == fit | tune_imgs
+    assert images(final.eval_file, "image_name") == held
+    rows = [json.loads(line) for line in final.eval_file.read_text().splitlines()]
+    assert sum(G.vqa_stratum([r])[1] for r in rows) >= 5  # closed visible-type questions
+    counts = final.protocol["counts"]
+    assert counts["held_apart"]["images"] == len(held) and final.protocol["blank_image_rows"] > 0
+    task = load_task("vqa_rad")
+    first = json.loads(final.train_file.read_text().splitlines()[0])
+    items, _, _ = task.load_items()
+    item = next(i for i in items if i.image == first["image"] and i.answer == first["target"])
+    assert first["prompt"] == chat_prompt(task, item, [], cot=False)
 
 
 @pytest.mark.slow
 def test_tiny_vision_encoder_run_writes_outputs(shared_data: Path, tmp_path: Path) -> None:
-    result = vision_encoders.run("cpu", tmp_path, encoders=["mobilenet"], max_steps=2, limit=6)
-    for name in ("results.md", "results.json", "results.png"):
+    kw: dict[str, Any] = {"encoders": ["mobilenet"], "max_steps": 2, "limit": 8}
+    result = vision_encoders.run("cpu", tmp_path, llm={"tiny": True}, phase="tune", **kw)
+    for name in ("tune.md", "tune.json", "tune.png", "split.json"):
         assert (tmp_path / name).is_file()
-    assert "measure the machinery" in (tmp_path / "results.md").read_text()
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((tmp_path / "tune.json").read_text())
+    assert saved["protocol"]["evaluated_on"] == "tune images"
     cell = next(iter(saved["cells"].values()))
-    assert cell["eval"]["blind_control"]["image_gain"]
-    assert cell["train"]["model"]["trainable_parameters"] > 0
-    assert saved["environment"] and saved["config_hash"] == result["config_hash"]
+    assert cell["eval"]["blind_control"]["image_gain"] and "items" not in cell["eval"]
+    assert cell["eval"]["analysis"]["all"]["closed"]["n"] > 0
+    assert cell["cpu_seconds"]["train"] > 0 and cell["train"]["model"]["visual_tokens"] == 4
+    assert saved["config_hash"] == result["config_hash"]
+    assert "Per question type" in (tmp_path / "tune.md").read_text()
+    again = vision_encoders.run("cpu", tmp_path, llm={"tiny": True}, phase="tune", **kw)
+    assert again["cells"] == result["cells"]  # the finished cell is reused, not retrained
