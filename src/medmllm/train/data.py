@@ -35,6 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.errors import ConfigError, DataFormatError, DataNotFoundError
+from medmllm.eval.split import SPLIT_FILE  # the eval side reads what training writes here
 from medmllm.registry import Registry
 
 Format = Literal["text", "prompt_completion", "preference"]
@@ -47,7 +48,6 @@ MCQA_FILES = ("mcqa/medmcqa_dev.jsonl", "mcqa/medqa_dev.jsonl")
 PUBMEDQA_FILE = "pubmedqa/pqal_dev.jsonl"
 MEDQUAD_FILE = "corpus/medquad/medquad_docs.jsonl"
 MTS_FILE = "train/mts_dialog/mts_dialog_train_val.jsonl"
-SPLIT_FILE = "split.json"
 
 
 class DataConfig(BaseModel):
