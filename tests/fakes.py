@@ -22,7 +22,8 @@ until the process is signalled (it logs ``blocked 0`` first): a run that cannot 
 test's Ctrl-C or SIGKILL, however fast the machine, with exactly N calls done and cached.
 
 A ``model`` that is a local path enters the load options (and so the eval cache key) by its
-files, as the real backends' weights do; ``FAKE_DTYPE`` adds a dtype to them.
+files, as the real backends' weights do; ``FAKE_DTYPE`` adds a dtype to them and
+``load_options`` any other option (e.g. a ``base_url``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class FakeGenerator(BaseGenerator):
         model: str | None = None,
         supports_images: bool | None = None,
         fail_after: int | None = None,
+        load_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(model_id=model or "fake-model")
         if replies is None and os.environ.get("FAKE_REPLY"):
@@ -78,6 +80,7 @@ class FakeGenerator(BaseGenerator):
         self.delay = float(os.environ.get("FAKE_DELAY", "0"))
         self.block_after = int(os.environ.get("FAKE_BLOCK_AFTER", "0")) or None
         self.dtype = os.environ.get("FAKE_DTYPE")
+        self.extra_load = dict(load_options or {})
         self.log = os.environ.get("FAKE_CALL_LOG")
         self.n_calls = 0
         self.calls: list[tuple[Any, ...]] = []
@@ -115,7 +118,7 @@ class FakeGenerator(BaseGenerator):
         self._record(kind, n)
 
     def _output_options(self) -> dict[str, Any]:
-        return {"dtype": self.dtype} if self.dtype else {}
+        return {**({"dtype": self.dtype} if self.dtype else {}), **self.extra_load}
 
     # -- the engine ------------------------------------------------------------------------------
     def _score(self, request: LoglikelihoodRequest) -> float:

@@ -69,20 +69,19 @@ def test_base_url_and_model_args_enter_the_key() -> None:
 
 def test_a_base_url_change_misses_the_cache(tmp_path: Path) -> None:
     """Two servers under one model name: the second one's answers are computed, not reused."""
-    from medmllm.models.backends.openai import OpenAIGenerator
 
-    class Served(OpenAIGenerator):  # the real key; scores without a server
-        def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
-            return [-1.0 for _ in requests]
+    def served(url: str) -> CachedGenerator:
+        return CachedGenerator(FakeGenerator(model="m", load_options={"base_url": url}), cache)
 
     cache = CallCache(tmp_path / "c.sqlite")
     reqs = [LoglikelihoodRequest("Question: x\nAnswer:", " A")]
-    first = CachedGenerator(Served("m", base_url="http://127.0.0.1:8001/v1"), cache)
-    first.loglikelihood(reqs)
-    same = CachedGenerator(Served("m", base_url="http://127.0.0.1:8001/v1"), cache)
-    same.loglikelihood(reqs)
-    other = CachedGenerator(Served("m", base_url="http://127.0.0.1:8002/v1"), cache)
-    other.loglikelihood(reqs)
+    first, same, other = (
+        served("http://127.0.0.1:8001/v1"),
+        served("http://127.0.0.1:8001/v1"),
+        served("http://127.0.0.1:8002/v1"),
+    )
+    for model in (first, same, other):
+        model.loglikelihood(reqs)
     assert (first.model_calls, same.model_calls, other.model_calls) == (1, 0, 1)
 
 

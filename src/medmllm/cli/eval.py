@@ -229,8 +229,8 @@ def run(
         temperature=temperature,
         bias=bias,
         include_context=False if no_context else None,
-        rag_k=rag_k or 3,
-        batch_size=batch_size or DEFAULT_BATCH_SIZE,
+        rag_k=3 if rag_k is None else rag_k,
+        batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
         max_tokens=max_tokens,
         concurrency=concurrency or 1,
         shard=_parse_shard(shard),
@@ -272,7 +272,7 @@ def run(
     finally:
         generator.close()
     print_summary(results, Console(highlight=False))
-    print_notes(results, Console(highlight=False))
+    print_notes(results, Console(highlight=False, soft_wrap=True))
     Console(highlight=False).print(
         f"[dim]{time.perf_counter() - started:.1f} s · cache {results['run']['cache']['hits']} hits"
         f" / {results['run']['cache']['misses']} misses · wrote {out_dir}/results.json, "
@@ -324,7 +324,7 @@ def _exclude_split(given: Path | None, keep: bool, model: str | None) -> tuple[P
         return read_split(given).path, True
     found = None if keep else find_run_split(model)
     if found is not None:
-        Console(stderr=True, highlight=False).print(
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"held apart: dropping the items {found} says the model was trained on "
             "(--no-exclude-split keeps them)"
         )

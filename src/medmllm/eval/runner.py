@@ -132,7 +132,6 @@ class EvalOptions:
             raise InvalidRequestError(f"--concurrency must be >= 1, got {self.concurrency}")
         if self.temperature is not None and self.temperature < 0:
             raise InvalidRequestError(f"--temperature must be >= 0, got {self.temperature}")
-        self._check_mode_options()
         for flag, value, low in (
             ("--fewshot", self.fewshot, 0),
             ("--seed", self.seed, 0),
@@ -141,6 +140,7 @@ class EvalOptions:
         ):
             if value is not None and value < low:
                 raise InvalidRequestError(f"{flag} must be >= {low}, got {value}")
+        self._check_mode_options()
 
     def _check_mode_options(self) -> None:
         """An option the mode would ignore is an error (issue 19): the user meant something."""
