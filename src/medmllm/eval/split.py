@@ -9,8 +9,10 @@ Every training run that draws on shared evaluation data writes ``<run>/split.jso
 ``key`` says how an eval item is named: ``file_stem:id`` — its data file's stem and its id
 (``medqa_dev:1195``, ``qa:4`` for VQA-RAD's ``qa.jsonl``); ``pmid`` or ``id`` — its id alone.
 Every item named in ``train`` is dropped before ``--limit`` applies; items in neither list were
-never trained on and stay. A split that names no item of a task is almost certainly the wrong
-file, so an explicit one is refused there (:class:`SplitMismatchError`).
+never trained on and stay. A run that continued an earlier stage lists that stage's split under
+``earlier`` (each with its own key): its trained items are dropped too. A split that names no
+item of a task is almost certainly the wrong file, so an explicit one is refused there
+(:class:`SplitMismatchError`).
 
 Example:
     >>> from medmllm.eval.split import find_run_split, read_split  # doctest: +SKIP
@@ -56,6 +58,7 @@ class TrainedSplit:
     key: str
     train: frozenset[str]
     held: frozenset[str]
+    earlier: tuple[TrainedSplit, ...] = ()
 
     def name(self, data_file: Path | None, item_id: str) -> str | None:
         """An item's name in this split (None: hub rows have no file stem to match)."""
@@ -64,13 +67,17 @@ class TrainedSplit:
         return None if data_file is None else f"{Path(data_file).stem}:{item_id}"
 
     def trained(self, data_file: Path | None, item_id: str) -> bool:
-        """Whether the model was trained on this item."""
-        return self.name(data_file, item_id) in self.train
+        """Whether the model was trained on this item (in this stage or an earlier one)."""
+        if self.name(data_file, item_id) in self.train:
+            return True
+        return any(s.trained(data_file, item_id) for s in self.earlier)
 
     def known(self, data_file: Path | None, item_id: str) -> bool:
-        """Whether the split names this item at all (trained on or held apart)."""
+        """Whether the split (or an earlier stage's) names this item at all."""
         name = self.name(data_file, item_id)
-        return name in self.train or name in self.held
+        if name in self.train or name in self.held:
+            return True
+        return any(s.known(data_file, item_id) for s in self.earlier)
 
     def record(self) -> dict[str, Any]:
         """What results.json says about the split."""
@@ -81,6 +88,7 @@ class TrainedSplit:
             "key": self.key,
             "n_train": len(self.train),
             "n_held": len(self.held),
+            **({"earlier": [s.record() for s in self.earlier]} if self.earlier else {}),
         }
 
 
@@ -107,6 +115,10 @@ def read_split(path: str | Path) -> TrainedSplit:
             f"{path} is not a split.json (not JSON: {exc})",
             hint="pass the split.json a training run wrote",
         ) from None
+    return _parse(data, path, hashlib.sha256(raw).hexdigest())
+
+
+def _parse(data: Any, path: Path, sha256: str) -> TrainedSplit:
     key = data.get("key") if isinstance(data, dict) else None
     lists = [data.get(k) if isinstance(data, dict) else None for k in ("train", "held")]
     if key not in ("file_stem:id", *_ID_KEYS) or not all(isinstance(v, list) for v in lists):
@@ -115,13 +127,19 @@ def read_split(path: str | Path) -> TrainedSplit:
             "'train' / 'held' lists of item names",
             hint="pass the split.json a training run wrote",
         )
+    earlier = data.get("earlier") or []
+    if not isinstance(earlier, list):
+        raise DataFormatError(
+            f"{path}: 'earlier' must be a list of splits", hint="pass a split.json training wrote"
+        )
     return TrainedSplit(
         path=path,
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=sha256,
         source=str(data.get("source", "")),
         key=str(key),
         train=frozenset(str(x) for x in lists[0] or []),
         held=frozenset(str(x) for x in lists[1] or []),
+        earlier=tuple(_parse(e, path, sha256) for e in earlier),
     )
 
 
