@@ -30,7 +30,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m compileall -q $(VENV)/lib > /dev/null 2>&1 || true
 	touch $(STAMP)
 
-setup: $(STAMP)
+# WordNet for METEOR: no PyPI package ships it; copied from Debian's WordNet 3.0 into the venv's
+# nltk_data (/usr/share/wordnet, or `apt-get download`, which needs no root). Without either,
+# METEOR is reported unavailable, with the command to run.
+WORDNET := $(VENV)/nltk_data/corpora/wordnet/lexnames
+
+$(WORDNET): | $(STAMP)
+	$(BIN)/python -m medmllm.eval.wordnet || echo "warning: WordNet not installed; METEOR will be reported unavailable"
+
+setup: $(STAMP) $(WORDNET)
 
 demo: setup
 	HF_HUB_OFFLINE=1 bash scripts/demo.sh

@@ -71,7 +71,7 @@ def test_hf_backend_serves_a_folder_and_text_only_refuses_images(tmp_path: Path)
     model = MedMLLM.build(MLLMConfig.tiny("vit", "mlp2x_gelu", size=32))
     folder = model.save_pretrained(tmp_path / "m")
     gen = load_generator("hf", str(folder))
-    assert gen.supports_images and gen.backend == "hf"
+    assert gen.supports_images and gen.backend == "mllm"  # an MLLM folder under -b hf
     out = gen.chat(
         [{"role": "user", "content": "Fracture?"}], [Image.new("RGB", (9, 9))], max_tokens=3
     )

@@ -1,7 +1,8 @@
-"""A MedMLLM folder behind the Generator interface (served by the ``hf`` backend).
+"""A MedMLLM folder behind the Generator interface: the ``mllm`` backend.
 
-``load_generator("hf", "path/to/mllm-folder")`` returns a :class:`MLLMGenerator`: the ``hf``
-backend recognises the folder's ``config.json`` and delegates here. It takes one image per
+``load_generator("mllm", "path/to/mllm-folder")`` returns a :class:`MLLMGenerator`; so does
+``load_generator("hf", …)`` on such a folder (the ``hf`` backend recognises its ``config.json`` and
+hands over, refusing hf-only options such as ``dtype``). It takes one image per
 conversation (a path to PNG/JPEG/DICOM, a PIL image or an array), streams like the text backend
 and scores continuations text-only for multiple-choice tasks.
 """
@@ -38,10 +39,10 @@ class MLLMGenerator(BaseGenerator):
         device: torch device.
     """
 
-    backend = "hf"
+    backend = "mllm"
     supports_images = True
 
-    def __init__(self, model: str | Path | MedMLLM, *, device: str = "cpu", **_: Any) -> None:
+    def __init__(self, model: str | Path | MedMLLM, *, device: str = "cpu") -> None:
         if isinstance(model, MedMLLM):
             self.mllm = model.to(device).eval()
             model_id = f"mllm:{model.cfg.encoder.name}+{model.cfg.aligner.name}"
@@ -51,6 +52,9 @@ class MLLMGenerator(BaseGenerator):
         super().__init__(model_id=model_id)
         self.tokenizer = self.mllm.tokenizer
         self.device = torch.device(device)
+
+    def _output_options(self) -> dict[str, Any]:
+        return {"device": str(self.device)}
 
     def _stream(
         self,
