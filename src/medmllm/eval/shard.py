@@ -130,6 +130,7 @@ class _Replay(BaseGenerator):
     """The Generator of a merge: every answer must come from the shards' pooled cache."""
 
     supports_images = True
+    scores_images = True
 
     def __init__(self, backend: str, model_id: str) -> None:
         super().__init__(model_id)

@@ -26,6 +26,7 @@ from medmllm.serve.scoring import (
     complete_raw,
     completion_logprobs,
     prompt_logprobs,
+    supports_chat_logprobs,
     supports_tokens,
 )
 from medmllm.serve.state import ApiError, ServerState, require_key, sse_response
@@ -60,7 +61,9 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = Field(None, description="Stop strings.")
     seed: int | None = Field(None, description="Sampling seed.")
     stream: bool = Field(False, description="Server-sent events.")
-    logprobs: bool = Field(False, description="Return token log-probs (hf backend).")
+    logprobs: bool = Field(
+        False, description="Return token log-probs (hf and MedMLLM backends; with the image)."
+    )
     top_logprobs: int | None = Field(None, ge=0, le=20, description="Alternatives per token.")
     n: int = Field(1, ge=1, le=1, description="Only 1 choice is supported.")
     user: str | None = Field(None, max_length=256, description="End-user id (hashed in audit).")
@@ -285,10 +288,15 @@ def build_router(state: ServerState) -> APIRouter:
                 if chunk.usage is not None:
                     usage = chunk.usage
             logprobs = None
-            if req.logprobs and verdict.reply is None and supports_tokens(state.generator):
-                prompt_text = chat_prompt_text(state.generator, model_msgs)
+            if req.logprobs and verdict.reply is None and supports_chat_logprobs(state.generator):
+                prompt_text = chat_prompt_text(state.generator, model_msgs, images)
                 lp = await state.runner.call(
-                    completion_logprobs, state.generator, prompt_text, text, req.top_logprobs or 0
+                    completion_logprobs,
+                    state.generator,
+                    prompt_text,
+                    text,
+                    req.top_logprobs or 0,
+                    images or None,
                 )
                 logprobs = {"content": _chat_logprobs(lp)}
             audit("ok", usage.completion_tokens if usage else 0)

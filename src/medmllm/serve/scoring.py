@@ -6,6 +6,8 @@ and chats; the legacy ``/v1/completions`` route also needs *per-token* prompt lo
 backend score multiple choice) and completion of raw text without a chat template. Those need
 the model's tokenizer and logits, which only the transformers backend exposes, so this module
 serves them for :class:`~medmllm.models.backends.hf.HFGenerator` and says so clearly otherwise.
+The chat route's ``logprobs=true`` also works for a MedMLLM
+(:class:`~medmllm.models.backends.mllm.MLLMGenerator`), scored with the request's image.
 
 Alignment follows OpenAI / vLLM: ``token_logprobs[i]`` is log p(token i | tokens < i), from the
 logits at position i-1; the first token has ``None`` unless the model prepends a BOS token.
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medmllm.errors import UnsupportedInputError
-from medmllm.models.generator import BaseGenerator, SamplingParams
+from medmllm.models.generator import BaseGenerator, ImageInput, SamplingParams
 
 
 @dataclass
@@ -63,6 +65,14 @@ def supports_tokens(gen: BaseGenerator) -> bool:
     return isinstance(gen, HFGenerator)
 
 
+def supports_chat_logprobs(gen: BaseGenerator) -> bool:
+    """Whether the chat route can return ``logprobs`` (hf, and MedMLLM with its image)."""
+    from medmllm.models.backends.hf import HFGenerator
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    return isinstance(gen, HFGenerator | MLLMGenerator)
+
+
 def _encode_with_offsets(gen: Any, text: str) -> tuple[list[int], list[tuple[int, int]], int]:
     enc = gen.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc.input_ids)
@@ -72,20 +82,30 @@ def _encode_with_offsets(gen: Any, text: str) -> tuple[list[int], list[tuple[int
     return prefix + ids, [(0, 0)] * len(prefix) + offsets, len(prefix)
 
 
-def prompt_logprobs(gen: BaseGenerator, text: str, top: int = 0) -> tuple[TokenLogprobs, Any]:
+def prompt_logprobs(
+    gen: BaseGenerator, text: str, top: int = 0, images: list[ImageInput] | None = None
+) -> tuple[TokenLogprobs, Any]:
     """Per-token log-probs of ``text`` (one forward pass) and the next-token log-probs.
+
+    ``images``: a MedMLLM's image, spliced at the placeholders ``text`` holds (the chat
+    prompt of :func:`chat_prompt_text`); other backends score text only.
 
     Returns:
         (logprobs of the text's tokens, log-prob vector of the token after the text).
     """
-    hf = _hf(gen)
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    hf: Any = gen if isinstance(gen, MLLMGenerator) else _hf(gen)
     import torch
 
     ids, offsets, n_prefix = _encode_with_offsets(hf, text)
     if not ids:
         ids, offsets, n_prefix = [hf.tokenizer.eos_token_id], [(0, 0)], 1
-    with torch.inference_mode():
-        logits = hf.model(input_ids=torch.tensor([ids], device=hf.device)).logits[0]
+    if isinstance(gen, MLLMGenerator):
+        logits = gen.sequence_logits(ids, images[0] if images else None)
+    else:
+        with torch.inference_mode():
+            logits = hf.model(input_ids=torch.tensor([ids], device=hf.device)).logits[0]
     logp = torch.log_softmax(logits.float(), dim=-1)
     out = TokenLogprobs()
     for i in range(n_prefix, len(ids)):
@@ -167,10 +187,14 @@ def complete_raw(
 
 
 def completion_logprobs(
-    gen: BaseGenerator, prompt_text: str, completion: str, top: int = 0
+    gen: BaseGenerator,
+    prompt_text: str,
+    completion: str,
+    top: int = 0,
+    images: list[ImageInput] | None = None,
 ) -> TokenLogprobs:
     """Log-probs of ``completion``'s tokens after ``prompt_text`` (chat ``logprobs=true``)."""
-    scored, _ = prompt_logprobs(gen, prompt_text + completion, top)
+    scored, _ = prompt_logprobs(gen, prompt_text + completion, top, images)
     out = TokenLogprobs()
     for i, off in enumerate(scored.text_offset):
         if off >= len(prompt_text):
@@ -181,8 +205,15 @@ def completion_logprobs(
     return out
 
 
-def chat_prompt_text(gen: BaseGenerator, messages: list[dict[str, str]]) -> str:
-    """The text the hf backend feeds the model for ``messages`` (its chat template)."""
+def chat_prompt_text(
+    gen: BaseGenerator, messages: list[dict[str, str]], images: list[ImageInput] | None = None
+) -> str:
+    """The text the backend feeds the model for ``messages`` (its chat template; a MedMLLM's
+    with the image placeholders when there are ``images``)."""
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    if isinstance(gen, MLLMGenerator):
+        return gen.mllm.prompt_text(messages, with_image=bool(images))
     hf = _hf(gen)
     if hf.tokenizer.chat_template:
         return str(
