@@ -138,9 +138,7 @@ class CachedGenerator:
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
         """Scores from the cache; the misses go to the model in one call, in request order."""
-        keys = [
-            _key(self.fingerprint, "loglikelihood", [r.context, r.continuation]) for r in requests
-        ]
+        keys = [_key(self.fingerprint, "loglikelihood", _ll_payload(r)) for r in requests]
         found = self.cache.get_many(list(dict.fromkeys(keys)))
         missing = [i for i, k in enumerate(keys) if k not in found]
         self.cache.hits += len(requests) - len(missing)
@@ -215,6 +213,15 @@ class CachedGenerator:
 
     def close(self) -> None:
         self.generator.close()
+
+
+def _ll_payload(request: LoglikelihoodRequest) -> list[Any]:
+    """A scoring request's key: its images (by content) are part of it; text-only requests keep
+    the key they always had, so existing caches still hit."""
+    payload: list[Any] = [request.context, request.continuation]
+    if request.images:
+        payload.append([_image_id(i) for i in request.images])
+    return payload
 
 
 def _image_id(image: Any) -> str:

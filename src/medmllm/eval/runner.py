@@ -208,13 +208,19 @@ class Evaluator:
         requests: list[LoglikelihoodRequest] = []
         slots: list[tuple[int, int, str, str]] = []  # (item index, shift, original letter, cont)
         for idx, item in enumerate(items):
+            if not item.options:  # a VQA task in mc mode: every item needs its options
+                raise InvalidRequestError(
+                    f"task {task.name!r} item {item.id!r} has no options to score (--mode mc)",
+                    hint="use --mode gen, or give every row options (e.g. yes/no)",
+                )
             passages = self.passages(item)
+            images = (item.image,) if item.image else ()  # VQA: options scored with the image
             for shift in shifts:
                 rotated, back = rotate(item, shift)
                 ctx = prefix + with_passages(render(task, rotated, passages), passages)
                 for letter in rotated.options or {}:
                     cont = continuation(task, rotated, letter)
-                    requests.append(LoglikelihoodRequest(ctx, cont))
+                    requests.append(LoglikelihoodRequest(ctx, cont, images))
                     slots.append((idx, shift, back[letter], cont))
         scores = self.model.loglikelihood(requests)
         per: list[dict[int, dict[str, tuple[float, str]]]] = [{} for _ in items]
@@ -351,7 +357,7 @@ def check_applicable(tasks: Sequence[Task], options: EvalOptions) -> None:
     """
     for task in tasks:
         kind = task.config.output_type
-        if options.mode == "mc" and kind != "multiple_choice":
+        if options.mode == "mc" and kind not in ("multiple_choice", "vqa"):
             raise InvalidRequestError(
                 f"task {task.name!r} is a {kind} task; log-likelihood scoring (--mode mc) needs "
                 "multiple-choice options",

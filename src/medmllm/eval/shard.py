@@ -144,6 +144,7 @@ class _Replay(BaseGenerator):
     """
 
     supports_images = True
+    scores_images = True
 
     def __init__(self, backend: str, model_id: str, load: dict[str, Any]) -> None:
         super().__init__(model_id)

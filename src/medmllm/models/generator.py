@@ -114,10 +114,21 @@ class StreamChunk:
 
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
-    """Score ``continuation`` after ``context`` (e.g. a question prompt and ``" B"``)."""
+    """Score ``continuation`` after ``context`` (e.g. a question prompt and ``" B"``).
+
+    ``images`` are what the context asks about (VQA scored by option likelihood): a multimodal
+    backend scores the continuation as the start of its reply to the context *with* the images,
+    as :meth:`Generator.chat` would see them; a backend that cannot is refused, never answered
+    text-only. A plain ``(context, continuation)`` tuple is accepted wherever requests are.
+    """
 
     context: str
     continuation: str
+    images: tuple[ImageInput, ...] = field(default=(), hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, tuple):  # a list from callers; frozen, so set directly
+            object.__setattr__(self, "images", tuple(self.images or ()))
 
 
 @dataclass(frozen=True)
@@ -240,6 +251,8 @@ class BaseGenerator(abc.ABC):
 
     backend: str = ""
     supports_images: bool = False
+    # whether _loglikelihood uses LoglikelihoodRequest.images (chat may take images without it)
+    scores_images: bool = False
 
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
@@ -294,6 +307,12 @@ class BaseGenerator(abc.ABC):
                 reqs[i] = req = LoglikelihoodRequest(*req)  # accept (context, continuation)
             if not req.continuation:
                 raise InvalidRequestError(f"loglikelihood request {i} has an empty continuation")
+            if req.images and not self.scores_images:
+                raise UnsupportedInputError(
+                    f"backend {self.backend!r} with model {self.model_id!r} cannot score "
+                    f"continuations with images (request {i} has {len(req.images)})",
+                    hint="score image questions with a MedMLLM (mllm backend), or use --mode gen",
+                )
         return self._loglikelihood(reqs) if reqs else []
 
     # -- context window (issue 13: count before calling, refuse what cannot fit) ---------------

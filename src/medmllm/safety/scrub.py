@@ -97,3 +97,7 @@ class ScrubbingGenerator:
 
     def close(self) -> None:
         self.inner.close()
+
+    def load_options(self) -> dict[str, Any]:
+        """The inner model's, marked scrubbed: the model sees other text, so other answers."""
+        return {**self.inner.load_options(), "scrubbed": True}

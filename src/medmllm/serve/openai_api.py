@@ -26,6 +26,7 @@ from medmllm.serve.scoring import (
     complete_raw,
     completion_logprobs,
     prompt_logprobs,
+    supports_chat_logprobs,
     supports_tokens,
 )
 from medmllm.serve.state import (
@@ -66,7 +67,9 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = Field(None, description="Stop strings.")
     seed: int | None = Field(None, description="Sampling seed.")
     stream: bool = Field(False, description="Server-sent events.")
-    logprobs: bool = Field(False, description="Return token log-probs (hf backend).")
+    logprobs: bool = Field(
+        False, description="Return token log-probs (hf and MedMLLM backends; with the image)."
+    )
     top_logprobs: int | None = Field(None, ge=0, le=20, description="Alternatives per token.")
     n: int = Field(1, ge=1, le=1, description="Only 1 choice is supported.")
     user: str | None = Field(None, max_length=256, description="End-user id (hashed in audit).")
@@ -284,9 +287,15 @@ def build_router(state: ServerState) -> APIRouter:
                 if chunk.usage is not None:
                     usage = chunk.usage
             logprobs = None
-            if req.logprobs and verdict.reply is None and supports_tokens(state.generator):
+            if req.logprobs and verdict.reply is None and supports_chat_logprobs(state.generator):
                 lp = await state.runner.call(
-                    slot, _reply_logprobs, state, messages, text, req.top_logprobs or 0
+                    slot,
+                    _reply_logprobs,
+                    state,
+                    messages,
+                    text,
+                    req.top_logprobs or 0,
+                    images or None,
                 )
                 logprobs = {"content": _chat_logprobs(lp)}
             audit("ok", usage.completion_tokens if usage else 0)
@@ -384,11 +393,15 @@ def build_router(state: ServerState) -> APIRouter:
 
 
 def _reply_logprobs(
-    state: ServerState, messages: list[dict[str, str]], reply: str, top: int
+    state: ServerState,
+    messages: list[dict[str, str]],
+    reply: str,
+    top: int,
+    images: list[Any] | None = None,
 ) -> TokenLogprobs:
-    """Log-probs of a chat reply after its prompt (runs on the model thread)."""
-    prompt_text = chat_prompt_text(state.generator, messages)
-    return completion_logprobs(state.generator, prompt_text, reply, top)
+    """Log-probs of a chat reply after its prompt, with its image (runs on the model thread)."""
+    prompt_text = chat_prompt_text(state.generator, messages, images)
+    return completion_logprobs(state.generator, prompt_text, reply, top, images)
 
 
 def _complete_one(

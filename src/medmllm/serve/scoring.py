@@ -6,6 +6,8 @@ and chats; the legacy ``/v1/completions`` route also needs *per-token* prompt lo
 backend score multiple choice) and completion of raw text without a chat template. Those need
 the model's tokenizer and logits, which only the transformers backend exposes, so this module
 serves them for :class:`~medmllm.models.backends.hf.HFGenerator` and says so clearly otherwise.
+The chat route's ``logprobs=true`` also works for a MedMLLM
+(:class:`~medmllm.models.backends.mllm.MLLMGenerator`), scored with the request's image.
 
 Alignment follows OpenAI / vLLM: ``token_logprobs[i]`` is log p(token i | tokens < i), from the
 logits at position i-1; the first token has ``None`` unless the model prepends a BOS token.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medmllm.errors import UnsupportedInputError
-from medmllm.models.generator import Generator, SamplingParams
+from medmllm.models.generator import Generator, ImageInput, SamplingParams
 from medmllm.safety.scrub import ScrubbingGenerator
 from medmllm.serve.runtime import CancellableGenerator, cancel_requested, check_cancelled
 
@@ -86,6 +88,24 @@ def supports_tokens(gen: Generator) -> bool:
     return isinstance(_unwrap(gen)[0], HFGenerator)
 
 
+def supports_chat_logprobs(gen: Generator) -> bool:
+    """Whether the chat route can return ``logprobs`` (hf, and MedMLLM with its image)."""
+    from medmllm.models.backends.hf import HFGenerator
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    return isinstance(_unwrap(gen)[0], HFGenerator | MLLMGenerator)
+
+
+def _scorer(gen: Generator) -> tuple[Any, Callable[[str], str]]:
+    """The model that scores text (hf, or a MedMLLM with its image) and the input scrubbing."""
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    model, scrub = _unwrap(gen)
+    if isinstance(model, MLLMGenerator):
+        return model, scrub
+    return _hf(gen)
+
+
 def _encode_with_offsets(gen: Any, text: str) -> tuple[list[int], list[tuple[int, int]], int]:
     enc = gen.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc.input_ids)
@@ -95,25 +115,38 @@ def _encode_with_offsets(gen: Any, text: str) -> tuple[list[int], list[tuple[int
     return prefix + ids, [(0, 0)] * len(prefix) + offsets, len(prefix)
 
 
-def prompt_logprobs(gen: Generator, text: str, top: int = 0) -> tuple[TokenLogprobs, Any]:
+def prompt_logprobs(
+    gen: Generator, text: str, top: int = 0, images: list[ImageInput] | None = None
+) -> tuple[TokenLogprobs, Any]:
     """Per-token log-probs of ``text`` (one forward pass) and the next-token log-probs.
+
+    ``images``: a MedMLLM's image, spliced at the placeholders ``text`` holds (the chat
+    prompt of :func:`chat_prompt_text`); other backends score text only.
 
     Returns:
         (logprobs of the text's tokens, log-prob vector of the token after the text); the
         first's ``text`` is what was scored (de-identified when the server scrubs).
     """
-    hf, scrub = _hf(gen)
-    return _scored(hf, scrub(text), top)
+    model, scrub = _scorer(gen)
+    return _scored(model, scrub(text), top, images)
 
 
-def _scored(hf: Any, text: str, top: int) -> tuple[TokenLogprobs, Any]:
+def _scored(
+    model: Any, text: str, top: int, images: list[ImageInput] | None = None
+) -> tuple[TokenLogprobs, Any]:
     import torch
 
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    hf = model
     ids, offsets, n_prefix = _encode_with_offsets(hf, text)
     if not ids:
         ids, offsets, n_prefix = [hf.tokenizer.eos_token_id], [(0, 0)], 1
-    with torch.inference_mode():
-        logits = hf.model(input_ids=torch.tensor([ids], device=hf.device)).logits[0]
+    if isinstance(hf, MLLMGenerator):
+        logits = hf.sequence_logits(ids, images[0] if images else None)
+    else:
+        with torch.inference_mode():
+            logits = hf.model(input_ids=torch.tensor([ids], device=hf.device)).logits[0]
     logp = torch.log_softmax(logits.float(), dim=-1)
     out = TokenLogprobs(text=text)
     for i in range(n_prefix, len(ids)):
@@ -202,15 +235,20 @@ def complete_raw(
 
 
 def completion_logprobs(
-    gen: Generator, prompt_text: str, completion: str, top: int = 0
+    gen: Generator,
+    prompt_text: str,
+    completion: str,
+    top: int = 0,
+    images: list[ImageInput] | None = None,
 ) -> TokenLogprobs:
     """Log-probs of ``completion``'s tokens after ``prompt_text`` (chat ``logprobs=true``).
 
     ``prompt_text`` is :func:`chat_prompt_text`'s (already what the model saw) and
-    ``completion`` the model's own reply, so neither is scrubbed again here.
+    ``completion`` the model's own reply, so neither is scrubbed again here; ``images`` are a
+    MedMLLM's, spliced at the placeholders ``prompt_text`` holds.
     """
-    hf, _ = _hf(gen)
-    scored, _ = _scored(hf, prompt_text + completion, top)
+    model, _ = _scorer(gen)
+    scored, _ = _scored(model, prompt_text + completion, top, images)
     out = TokenLogprobs()
     for i, off in enumerate(scored.text_offset):
         if off >= len(prompt_text):
@@ -221,10 +259,18 @@ def completion_logprobs(
     return out
 
 
-def chat_prompt_text(gen: Generator, messages: list[dict[str, str]]) -> str:
-    """The text the hf backend feeds the model for ``messages`` (its chat template)."""
-    hf, scrub = _hf(gen)
+def chat_prompt_text(
+    gen: Generator, messages: list[dict[str, str]], images: list[ImageInput] | None = None
+) -> str:
+    """The text the backend feeds the model for ``messages`` (its chat template; a MedMLLM's
+    with the image placeholders when there are ``images``), de-identified when the server
+    scrubs."""
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    hf, scrub = _scorer(gen)
     messages = [{**m, "content": scrub(m["content"])} for m in messages]
+    if isinstance(hf, MLLMGenerator):
+        return hf.mllm.prompt_text(messages, with_image=bool(images))
     if hf.tokenizer.chat_template:
         return str(
             hf.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -365,7 +365,7 @@ def write_split(dataset: Dataset, run_dir: Path, adapter: str | None = None) -> 
     ``earlier`` (flattened, oldest last): rows any stage trained on stay excluded when the final
     adapter is evaluated (:mod:`medmllm.eval.split`), e.g. PubMedQA CPT before MCQA SFT.
     """
-    earlier = _earlier_splits(adapter)
+    earlier = earlier_splits(adapter)
     if dataset.split is None and not earlier:
         return None
     own = dataset.split or {"files": [], "key": "id", "train": [], "held": []}
@@ -379,11 +379,12 @@ def write_split(dataset: Dataset, run_dir: Path, adapter: str | None = None) -> 
     return path
 
 
-def _earlier_splits(adapter: str | None) -> list[dict[str, Any]]:
-    """The splits of the stages an adapter comes from (its run's split.json, flattened)."""
+def earlier_splits(model: str | None) -> list[dict[str, Any]]:
+    """The splits of the stages a model comes from (its run's split.json, flattened), so that
+    the next stage's split carries them: text adapters and MedMLLM ``init_from`` alike."""
     from medmllm.eval.split import find_run_split
 
-    found = find_run_split(adapter)
+    found = find_run_split(model)
     if found is None:
         return []
     previous = json.loads(found.read_text(encoding="utf-8"))
