@@ -54,7 +54,11 @@ def test_flow_on_tiny_model(tmp_path: Path, shared_data: Path) -> None:
     assert cell["n"] == 4 and cell["majority"] is not None and len(cell["ci"]) == 2
     mts = saved["table"]["base"]["mts_dialog"]
     assert set(mts) == {"rouge_l", "sacrebleu", "meteor"}
-    assert all(c["value"] is not None for c in mts.values()), mts  # no "n/a" column
+    # no "n/a" column; METEOR only without WordNet (make setup installs it: medmllm.eval.wordnet)
+    from medmllm.eval.metrics import wordnet_available
+
+    scored = set(mts) if wordnet_available() else set(mts) - {"meteor"}
+    assert all(mts[m]["value"] is not None for m in scored), mts
     assert [r["run"] for r in result["training"]["cpt+ift+sft+dpo"]] == [
         "cpt",
         "cpt+ift",

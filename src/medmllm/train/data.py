@@ -35,6 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.errors import ConfigError, DataFormatError, DataNotFoundError
+from medmllm.eval.split import SPLIT_FILE  # the eval side reads what training writes here
 from medmllm.registry import Registry
 
 Format = Literal["text", "prompt_completion", "preference"]
@@ -47,7 +48,6 @@ MCQA_FILES = ("mcqa/medmcqa_dev.jsonl", "mcqa/medqa_dev.jsonl")
 PUBMEDQA_FILE = "pubmedqa/pqal_dev.jsonl"
 MEDQUAD_FILE = "corpus/medquad/medquad_docs.jsonl"
 MTS_FILE = "train/mts_dialog/mts_dialog_train_val.jsonl"
-SPLIT_FILE = "split.json"
 
 
 class DataConfig(BaseModel):
@@ -358,15 +358,38 @@ def _from_messages(messages: Any, where: str) -> dict[str, Any]:
     return {"prompt": prompt, "completion": messages[-1].get("content")}
 
 
-def write_split(dataset: Dataset, run_dir: Path) -> Path | None:
-    """Record the train / held-apart ids of a split builder in ``run_dir/split.json``."""
-    if dataset.split is None:
+def write_split(dataset: Dataset, run_dir: Path, adapter: str | None = None) -> Path | None:
+    """Record the train / held-apart ids of a split builder in ``run_dir/split.json``.
+
+    A run that continues an earlier stage (``adapter``) carries that stage's split along under
+    ``earlier`` (flattened, oldest last): rows any stage trained on stay excluded when the final
+    adapter is evaluated (:mod:`medmllm.eval.split`), e.g. PubMedQA CPT before MCQA SFT.
+    """
+    earlier = earlier_splits(adapter)
+    if dataset.split is None and not earlier:
         return None
+    own = dataset.split or {"files": [], "key": "id", "train": [], "held": []}
+    record: dict[str, Any] = {"source": dataset.source, **own}
+    if earlier:
+        record["earlier"] = earlier
     path = run_dir / SPLIT_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"source": dataset.source, **dataset.split}, indent=1))
+    tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(path)
     return path
+
+
+def earlier_splits(model: str | None) -> list[dict[str, Any]]:
+    """The splits of the stages a model comes from (its run's split.json, flattened), so that
+    the next stage's split carries them: text adapters and MedMLLM ``init_from`` alike."""
+    from medmllm.eval.split import find_run_split
+
+    found = find_run_split(model)
+    if found is None:
+        return []
+    previous = json.loads(found.read_text(encoding="utf-8"))
+    inherited = previous.pop("earlier", [])
+    return [previous, *inherited]
 
 
 def held_apart_rows(config: DataConfig, file: str) -> list[dict[str, Any]]:
