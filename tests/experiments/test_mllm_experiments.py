@@ -179,7 +179,11 @@ def test_split_keeps_images_apart_and_trains_on_harness_prompts(
 
 
 @pytest.mark.slow
-def test_tiny_vision_encoder_run_writes_outputs(shared_data: Path, tmp_path: Path) -> None:
+def test_tiny_vision_encoder_run_writes_outputs(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a fresh shared cell store: a cell finished by an earlier test session is not reused
+    monkeypatch.setattr(G, "_shared_cell", lambda digest: tmp_path / f"shared-{digest}.json")
     kw: dict[str, Any] = {"encoders": ["mobilenet"], "max_steps": 2, "limit": 8}
     result = vision_encoders.run("cpu", tmp_path, llm={"tiny": True}, phase="tune", **kw)
     for name in ("tune.md", "tune.json", "tune.png", "split.json"):
@@ -192,5 +196,33 @@ def test_tiny_vision_encoder_run_writes_outputs(shared_data: Path, tmp_path: Pat
     assert cell["cpu_seconds"]["train"] > 0 and cell["train"]["model"]["visual_tokens"] == 4
     assert saved["config_hash"] == result["config_hash"]
     assert "Per question type" in (tmp_path / "tune.md").read_text()
+    run_split = json.loads(next(tmp_path.glob("cells/*/run/split.json")).read_text())
+    assert run_split["held"] == []  # split by image by the grid already: training keeps every row
     again = vision_encoders.run("cpu", tmp_path, llm={"tiny": True}, phase="tune", **kw)
     assert again["cells"] == result["cells"]  # the finished cell is reused, not retrained
+
+
+def test_finished_cell_is_reused_across_experiments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr(G, "_shared_cell", lambda digest: tmp_path / "shared" / f"{digest}.json")
+    (tmp_path / "shared").mkdir()
+    Image.new("RGB", (40, 40), (90, 90, 90)).save(tmp_path / "a.png")
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"image": str(tmp_path / "a.png"), "prompt": "q", "target": "no"}))
+    recipe = G.VqaRecipe(llm={"tiny": True}, image_size=32, epochs=1)
+    cfg = G.instruct_config({"name": "vit"}, {"name": "linear"}, data, 1, recipe, seed=0)
+    calls: list[Path] = []
+
+    def evaluate(model_dir: Path) -> dict[str, Any]:
+        calls.append(model_dir)
+        return {"metrics": {}}
+
+    first = G.run_cell("exp1-cell", cfg, tmp_path / "exp1", evaluate, eval_key="k")
+    again = G.run_cell("exp2-cell", cfg, tmp_path / "exp2", evaluate, eval_key="k")
+    assert len(calls) == 1 and again == first  # trained once, reused by the other experiment
+    assert (tmp_path / "exp2/cells/exp2-cell/result.json").is_file()
+    G.run_cell("exp2-other", cfg, tmp_path / "exp2", evaluate, eval_key="other evaluation")
+    assert len(calls) == 2

@@ -115,8 +115,13 @@ def run(
                     )
 
             cell = f"{phase}-{task}-{name}-{config_hash(cfg)[:8]}"
+            key = (
+                f"findings:{G.file_digest(cov_test)}:{recipe.eval_limit}:{seed}"
+                if task == "findings"
+                else data.eval_key(recipe.eval_limit, seed)
+            )
             results.setdefault(name, {})[task] = G.run_cell(
-                cell, cfg, out_dir, evaluate, log=console.print
+                cell, cfg, out_dir, evaluate, log=console.print, eval_key=key
             )
     header = ["aligner", "kind", "visual tokens", "aligner params", *G.VQA_HEADER, "train CPU-s"]
     rows = []

@@ -91,8 +91,9 @@ class VqaRecipe(BaseModel):
     eval_limit: int | None = Field(None, ge=1, description="Evaluate at most N items (None: all).")
 
 
-# Chosen on the tune split (docs/experiments/vision-encoders/tune.md); never on held-apart rows.
-CPU_RECIPE = VqaRecipe()
+# Chosen on the tune split (docs/experiments/vision-encoders/tune.md); never on held-apart rows:
+# lr 1e-3 over 3e-4, the organ probe, and 4x4 pooled patches (17 visual tokens) over 2x2 (5).
+CPU_RECIPE = VqaRecipe(pool_grid=4)
 GPU_RECIPE = VqaRecipe(
     llm={"model_id": "HuggingFaceTB/SmolLM2-1.7B-Instruct"},
     learning_rate=2e-4,
@@ -142,7 +143,8 @@ def instruct_config(
     return {
         "stage": "instruct",
         "model": {"encoder": enc, "aligner": aligner, "llm": recipe.llm, "seed": seed},
-        "data": {"kind": "jsonl", "path": str(train_file)},
+        # the grid splits by image itself (held-apart / tune / fit): train on every row given
+        "data": {"kind": "jsonl", "path": str(train_file), "eval_fraction": 0.0},
         "finetune": recipe.finetune,
         "max_steps": steps,
         "save_steps": max(1, steps // 4),
@@ -222,6 +224,10 @@ class VqaData:
     n_train_rows: int
     protocol: dict[str, Any]
     probe_file: Path | None = None
+
+    def eval_key(self, limit: int | None, seed: int) -> str:
+        """What an evaluation of this phase scores (file contents, limit, seed)."""
+        return f"vqa_rad:{file_digest(self.eval_file, self.probe_file)}:{limit}:{seed}"
 
 
 def training_rows(
@@ -547,26 +553,59 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def file_digest(*paths: Path | None) -> str:
+    """Content hash of data files (None entries count as absent): part of a cell's identity."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.read_bytes() if path is not None else b"<none>")
+    return h.hexdigest()[:16]
+
+
+def _shared_cell(digest: str) -> Path:
+    from medmllm.config import get_settings
+
+    return get_settings().cache_dir("experiment-cells") / f"{digest}.json"
+
+
 def run_cell(
     name: str,
     train_cfg: dict[str, Any],
     out_dir: Path,
     evaluate: Callable[[Path], dict[str, Any]],
     log: Callable[[str], None] = lambda _: None,
+    eval_key: str = "",
 ) -> dict[str, Any]:
-    """Train + evaluate one grid cell (reused when its result.json has the same config)."""
+    """Train + evaluate one grid cell, or reuse a finished one with the same identity.
+
+    The identity hashes the training config (without its output folder), the training data's
+    content and ``eval_key`` (what and how it is evaluated). A cell finished by this experiment
+    (``cells/<name>/result.json``) or by another one (e.g. experiment 2's ``mlp2x_gelu`` cell is
+    experiment 1's DINOv2 cell; kept under ``MEDMLLM_HOME/cache/experiment-cells/``) is reused.
+    """
     from medmllm.provenance import config_hash
     from medmllm.train.mllm import MLLMTrainConfig, train_mllm
 
     cell = out_dir / "cells" / name
     done = cell / "result.json"
     cfg = MLLMTrainConfig.model_validate({**train_cfg, "output_dir": str(cell / "run")})
-    digest = config_hash(cfg.model_dump(mode="json", exclude={"output_dir"}))
-    if done.is_file():
-        previous: dict[str, Any] = json.loads(done.read_text())
-        if previous.get("config_hash") == digest:
-            log(f"{name}: reused (same config)")
-            return previous
+    identity = cfg.model_dump(mode="json", exclude={"output_dir"})
+    data = Path(cfg.data.path) if cfg.data.path else None
+    identity["data"] = {**identity["data"], "path": file_digest(data)}
+    digest = config_hash({"train": identity, "eval": eval_key})
+    for source in (done, _shared_cell(digest)):
+        if source.is_file():
+            previous: dict[str, Any] = json.loads(source.read_text())
+            if (
+                previous.get("config_hash") == digest
+                and Path(previous["train"]["model_dir"]).is_dir()
+            ):
+                if source != done:
+                    cell.mkdir(parents=True, exist_ok=True)
+                    _write_text(done, json.dumps(previous, indent=2, default=str))
+                log(f"{name}: reused {source} (same config, data and evaluation)")
+                return previous
     started, cpu0 = time.perf_counter(), _cpu_seconds()
     log(f"{name}: training {cfg.max_steps} steps")
     summary = train_mllm(cfg, overwrite=True)
@@ -584,7 +623,9 @@ def run_cell(
         "cpu_seconds": {"train": cpu1 - cpu0, "total": _cpu_seconds() - cpu0},
         "load_avg": list(os.getloadavg()),
     }
-    _write_text(done, json.dumps(result, indent=2, default=str))
+    text = json.dumps(result, indent=2, default=str)
+    _write_text(done, text)
+    _write_text(_shared_cell(digest), text)
     took = f"{result['seconds']['total']:.0f} s, {result['cpu_seconds']['total']:.0f} CPU-s"
     log(f"{name}: done ({took})")
     return result

@@ -103,6 +103,7 @@ def run(
                 model_dir, data.eval_file, recipe.eval_limit, seed, data.probe_file
             ),
             log=console.print,
+            eval_key=data.eval_key(recipe.eval_limit, seed),
         )
     header = ["encoder", *G.VQA_HEADER, "visual tokens", "trainable params", "train CPU-s"]
     rows = [
