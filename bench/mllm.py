@@ -45,6 +45,12 @@ ENCODERS = {
     "siglip": {"name": "siglip", "image_size": 112, "hidden_size": 64},
 }
 ALIGNERS = ["linear", "mlp2x_gelu", "qformer", "perceiver", "cross_attn"]
+NOTE = (
+    "combinations: tiny random LLM (hidden 64), 112 px, batch 8, CPU; speeds under the load "
+    "shown (machinery, not model quality). vqa_rad: rows from the experiments' results.json "
+    "(embedded SmolLM2-135M + LoRA, frozen cached encoder features; scored once on the "
+    "held-apart VQA-RAD images; see each experiment's protocol)"
+)
 
 
 def combos() -> list[tuple[str, str]]:
@@ -136,9 +142,15 @@ def accuracy_from(results_file: Path) -> list[dict[str, Any]]:
                     k: stats.get(k)
                     for k in (
                         "n", "accuracy", "accuracy_ci", "blind_accuracy", "image_gain",
-                        "image_gain_ci", "constant_answer", "same_as_blind",
+                        "image_gain_ci", "image_gain_ci_by_image", "images", "constant_answer",
+                        "same_as_blind",
                     )
                 }  # fmt: skip
+        probe = ev.get("organ_probe") or {}
+        row["organ_probe"] = {
+            k: probe.get(k)
+            for k in ("n", "accuracy", "blind_accuracy", "image_gain", "image_gain_ci")
+        } | {"majority_baseline": probe.get("majority_baseline")}
         rows.append(row)
     return rows
 
@@ -163,6 +175,7 @@ def main() -> None:
 
         result = json.loads((RESULTS / "mllm.json").read_text())
         result["vqa_rad"] = [row for f in args.experiments for row in _accuracy(f)]
+        result["note"] = NOTE
         write_json("mllm.json", result)
         return
     load_before = os.getloadavg()
@@ -179,9 +192,7 @@ def main() -> None:
     accuracy = [row for f in args.experiments for row in _accuracy(f)]
     result = {
         "benchmark": "mllm",
-        "note": "tiny random LLM (hidden 64), 112 px, batch 8, CPU; speeds under the load shown; "
-        "vqa_rad rows come from the experiments' results.json (embedded SmolLM2-135M + LoRA, "
-        "held-apart images; see each experiment's protocol)",
+        "note": NOTE,
         "combinations": rows,
         "vqa_rad": accuracy,
         "seconds": round(time.perf_counter() - started, 1),

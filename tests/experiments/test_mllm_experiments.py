@@ -226,3 +226,21 @@ def test_finished_cell_is_reused_across_experiments(
     assert (tmp_path / "exp2/cells/exp2-cell/result.json").is_file()
     G.run_cell("exp2-other", cfg, tmp_path / "exp2", evaluate, eval_key="other evaluation")
     assert len(calls) == 2
+
+
+def test_grid_prompts_are_what_mllm_data_instruction_gives(shared_data: Path) -> None:
+    """The grid writes the harness's chat_prompt into its rows; a VQA-RAD run configured with
+    main's ``data.instruction`` trains on the same text, so the two paths cannot drift apart."""
+    from medmllm.eval.prompting import chat_prompt
+    from medmllm.eval.task import load_task
+    from medmllm.prompts.cot import answer_instruction
+    from medmllm.train.mllm import DataConfig, read_examples
+
+    task = load_task("vqa_rad")
+    p = task.config.prompt
+    instruction = answer_instruction(p.instruction, p.cot_instruction, cot=False)
+    examples = read_examples(DataConfig(kind="vqa_rad", instruction=instruction))[:40]
+    items, _, _ = task.load_items()
+    by_id = {i.id: i for i in items}
+    for ex in examples:
+        assert ex.prompt == chat_prompt(task, by_id[ex.key.split(":", 1)[1]], [], cot=False)
