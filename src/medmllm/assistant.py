@@ -47,7 +47,8 @@ class Assistant:
             grounding score.
         k: passages retrieved per question.
         guard: a :class:`~medmllm.safety.guard.Guard`: a crisis turn gets a safe-messaging reply
-            instead of a model answer, and every answer is audited without PHI.
+            instead of a model answer, every answer is audited without PHI, and the model gets
+            de-identified text when the guard says so (:meth:`Guard.protect`).
         user: who asks (hashed in the audit log).
     """
 
@@ -62,7 +63,7 @@ class Assistant:
         guard: Guard | None = None,
         user: str | None = None,
     ) -> None:
-        self.generator = generator
+        self.generator = guard.protect(generator) if guard is not None else generator
         self.guard = guard
         self.user = user
         self.retriever = retriever
@@ -97,28 +98,23 @@ class Assistant:
                 yield verdict.reply
                 yield self._guarded(question, verdict.reply, verdict.crisis, start)
                 return
-            question_for_model = self.guard.model_input(question)
-        else:
-            question_for_model = question
         hits: list[Hit] = []
         fitted: dict[str, int] = {}  # what was left out to fit the context window (counts)
         if self.retriever is not None:
-            hits = retrieve(self.retriever, question_for_model, self.k)
+            hits = retrieve(self.retriever, question, self.k)
 
             def build(kept: list[Any]) -> list[Message]:
                 passages = [(h.chunk.title, h.chunk.text) for h in kept]
-                return build_rag_messages(
-                    question_for_model, passages, self.history, self.system_prompt
-                )
+                return build_rag_messages(question, passages, self.history, self.system_prompt)
 
             fitted["history_dropped"] = self._trim(lambda _: build([]), max_tokens)
             hits, fitted["passages_dropped"] = pack(self.generator, hits, build, max_tokens)
             messages = build(hits)
         else:
             fitted["history_dropped"] = self._trim(
-                lambda h: build_messages(question_for_model, h, self.system_prompt), max_tokens
+                lambda h: build_messages(question, h, self.system_prompt), max_tokens
             )
-            messages = build_messages(question_for_model, self.history, self.system_prompt)
+            messages = build_messages(question, self.history, self.system_prompt)
         ttft = None
         parts: list[str] = []
         usage, finish = Usage(), "stop"

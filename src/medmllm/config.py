@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medmllm.errors import DataNotFoundError, OfflineError
@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     shared_data: Path | None = Field(
         default=None,
         description="Folder of the public benchmark/corpus data (default: ../shared/data).",
+    )
+    hash_salt: SecretStr | None = Field(
+        default=None,
+        description="The site's secret salt for audit and PHI hashes; None: a salt generated "
+        "once under home/secrets (see medmllm.safety.salt).",
     )
 
     def cache_dir(self, *parts: str) -> Path:

@@ -59,6 +59,14 @@ CASES: list[tuple[str, dict, object, float]] = [
         0.29,
         0.01,
     ),
+    # auto weight (Winter 2012 / MDCalc): 100 kg, 175 cm -> BMI 32.7 >= 25 -> adjusted weight:
+    # IBW 50 + 2.3 * (68.90 - 60) = 70.47; 70.47 + 0.4 * 29.53 = 82.28; 80 * 82.28 / 72 = 91.4
+    (
+        "cockcroft_gault",
+        {"age": 60, "weight": 100, "height": 175, "sex": "male", "creatinine": 1.0},
+        91.4,
+        0.05,
+    ),
     # Cockcroft-Gault: (140 - 60) * 72 / (72 * 1.0) = 80 mL/min
     ("cockcroft_gault", {"age": 60, "weight": 72, "sex": "male", "creatinine": 1.0}, 80.0, 0.05),
     # creatinine 88.4 umol/L = 1.0 mg/dL; woman: 80 * 0.85 = 68
@@ -78,6 +86,8 @@ CASES: list[tuple[str, dict, object, float]] = [
     ("egfr_mdrd", {"age": 60, "sex": "female", "creatinine": 1.0}, 56.6, 0.1),
     # Bazett: QT 400 ms at HR 75 (RR 0.8 s): 400 / sqrt(0.8) = 447.2
     ("qtc", {"qt": 400, "heart_rate": 75}, 447.2, 0.05),
+    # Rautaharju 2014: 400 x (120 + 75) / 180 = 433.3
+    ("qtc", {"qt": 400, "heart_rate": 75, "formula": "rautaharju"}, 433.3, 0.05),
     # Fridericia: 400 / 0.8^(1/3) = 400 / 0.9283 = 430.9
     ("qtc", {"qt": 400, "heart_rate": 75, "formula": "fridericia"}, 430.9, 0.05),
     # Framingham (Sagie 1992): 400 + 154 * (1 - 0.8) = 430.8
@@ -128,10 +138,10 @@ CASES: list[tuple[str, dict, object, float]] = [
         5,
         0,
     ),
-    # BUN 28 mg/dL = 10.0 mmol/L urea -> 1; age 66 -> 1; others 0 = 2
+    # BUN 28 mg/dL = 28 / 2.801 = 10.0 mmol/L urea -> 1; age 66 -> 1; others 0 = 2
     (
         "curb65",
-        {"urea": "28 mg/dL", "respiratory_rate": 18, "systolic": 130, "diastolic": 80, "age": 66},
+        {"bun": "28 mg/dL", "respiratory_rate": 18, "systolic": 130, "diastolic": 80, "age": 66},
         2,
         0,
     ),
@@ -223,6 +233,8 @@ CASES: list[tuple[str, dict, object, float]] = [
     ),
     # Teasdale 1974: E2 V3 M5 = 10
     ("gcs", {"eye": 2, "verbal": 3, "motor": 5}, 10, 0),
+    # Teasdale 2014: intubated, E2 V NT M5 -> no total; E + M = 7, written "7T"
+    ("gcs", {"eye": 2, "verbal": "NT", "motor": 5}, "7T", 0),
     # Apgar 1953: 1 + 2 + 1 + 2 + 2 = 8
     ("apgar", {"appearance": 1, "pulse": 2, "grimace": 1, "activity": 2, "respiration": 2}, 8, 0),
     # Liu 2013 Table 1: prednisone 5 = dexamethasone 0.75 -> 40 mg prednisone = 6 mg dexamethasone
@@ -293,6 +305,222 @@ CASES: list[tuple[str, dict, object, float]] = [
         },
         15.6,
         0.05,
+    ),
+    # --- issue 19: calculators added (worked by hand from the cited tables / formulas) ---
+    # Holliday & Segar 1957, 4-2-1: 25 kg -> 4*10 + 2*10 + 1*5 = 65 mL/h
+    ("maintenance_fluids", {"weight": 25}, 65.0, 0.05),
+    # 70 kg -> 40 + 20 + 50 = 110 mL/h
+    ("maintenance_fluids", {"weight": "154.32 lb"}, 110.0, 0.05),
+    # target BMI 22 at 175 cm: 22 * 1.75^2 = 67.375 kg
+    ("target_weight", {"target_bmi": 22, "height": 175}, 67.4, 0.05),
+    # Blatchford 2000 Table 2: man, urea 9 mmol/L (3), Hb 11 g/dL (3), SBP 95 (2), pulse 110 (1),
+    # melaena (1) = 10
+    (
+        "glasgow_blatchford",
+        {
+            "urea": 9,
+            "hemoglobin": 11,
+            "sex": "male",
+            "systolic": 95,
+            "heart_rate": 110,
+            "melena": True,
+        },
+        10,
+        0,
+    ),
+    # woman, BUN 30 mg/dL = 10.7 mmol/L urea (4), Hb 105 g/L = 10.5 g/dL (1), SBP 120, pulse 80 = 5
+    (
+        "glasgow_blatchford",
+        {
+            "bun": "30 mg/dL",
+            "hemoglobin": "105 g/L",
+            "sex": "female",
+            "systolic": 120,
+            "heart_rate": 80,
+        },
+        5,
+        0,
+    ),
+    # Knaus 1985 Figure 1: temp 39.2 (3), MAP 90/50 -> 63.3 (2), HR 125 (2), RR 28 (1), FiO2 40% so
+    # PaO2 65 (1), pH 7.30 (2), Na 132 (0), K 3.2 (1), Cr 2.1 (3), Hct 33 (0), WBC 18 (1),
+    # GCS 13 (2): APS 18; age 67 (5); immunocompromised, non-operative (5) = 28
+    (
+        "apache_ii",
+        {
+            "age": 67,
+            "temperature": 39.2,
+            "systolic": 90,
+            "diastolic": 50,
+            "heart_rate": 125,
+            "respiratory_rate": 28,
+            "fio2": 40,
+            "pao2": 65,
+            "ph": 7.30,
+            "sodium": 132,
+            "potassium": 3.2,
+            "creatinine": 2.1,
+            "hematocrit": 33,
+            "wbc": 18,
+            "gcs": 13,
+            "severe_organ_insufficiency_or_immunocompromised": True,
+        },
+        28,
+        0,
+    ),
+    # Fine 1997 Table 2: man 70 (70) + nursing home 10 + CHF 10 + RR 32 (20) + BUN 35 mg/dL (20)
+    # = 130 -> class IV
+    (
+        "psi_port",
+        {
+            "age": 70,
+            "sex": "male",
+            "nursing_home_resident": True,
+            "congestive_heart_failure": True,
+            "respiratory_rate": 32,
+            "systolic": 120,
+            "temperature": 37,
+            "heart_rate": 100,
+            "ph": 7.40,
+            "bun": 35,
+            "sodium": 138,
+            "glucose": 110,
+            "hematocrit": 40,
+            "pao2": 80,
+        },
+        130,
+        0,
+    ),
+    # Charlson 1987/1994: age 65 (2) + diabetes with end-organ damage (2) + CHF (1) = 5
+    (
+        "charlson",
+        {"age": 65, "conditions": ["diabetes_end_organ_damage", "congestive_heart_failure"]},
+        5,
+        0,
+    ),
+    # Little 2013: fever + purulence + no cough/coryza = 3
+    ("feverpain", {"fever": True, "purulence": True, "no_cough_or_coryza": True}, 3, 0),
+    # Friedewald 1972: 200 - 50 - 150/5 = 120 mg/dL
+    ("ldl_friedewald", {"total_cholesterol": 200, "hdl": 50, "triglycerides": 150}, 120.0, 0.05),
+    # SI: TC 5.2 mmol/L = 201.1, HDL 1.3 = 50.27, TG 1.7 mmol/L = 150.57 -> 120.7 mg/dL
+    (
+        "ldl_friedewald",
+        {"total_cholesterol": "5.2 mmol/L", "hdl": "1.3 mmol/L", "triglycerides": "1.7 mmol/L"},
+        120.7,
+        0.05,
+    ),
+    # ATP III (JAMA 2001) point tables bracket the continuous model: man 55 (8), TC 213 at 50-59
+    # (3), HDL 50 (0), SBP 120 untreated (0), non-smoker = 11 points = 8% (10 points = 6%); the
+    # model: 52.00961 ln55 + 20.014077 ln213 - 0.905964 ln50 + 1.305784 ln120
+    # - 4.605038 ln55 ln213 - 2.93323 ln55^2 - 172.300168 -> 1 - 0.9402^exp(L) = 6.5%
+    (
+        "framingham_hard_chd",
+        {"age": 55, "sex": "male", "total_cholesterol": 213, "hdl": 50, "systolic": 120},
+        6.5,
+        0.05,
+    ),
+    # woman 60 (10), TC 220 at 60-69 (2), smoker at 60-69 (2), HDL 45 (1), SBP 135 treated (5)
+    # = 20 points = 11% (19 points = 8%); the continuous model (women's coefficients, baseline
+    # survival 0.98767): 9.6%
+    (
+        "framingham_hard_chd",
+        {
+            "age": 60,
+            "sex": "female",
+            "total_cholesterol": 220,
+            "hdl": 45,
+            "systolic": 135,
+            "treated_hypertension": True,
+            "smoker": True,
+        },
+        9.6,
+        0.05,
+    ),
+    # Bone 1992: T 38.5 (1) + HR 95 (1) + RR 18 (0) + WBC 13 (1) = 3 criteria
+    ("sirs", {"temperature": 38.5, "heart_rate": 95, "respiratory_rate": 18, "wbc": 13}, 3, 0),
+    # 101.3 F = 38.5 C (1); HR 80; RR 18 but PaCO2 30 (1); WBC 3,500 cells/uL = 3.5 (1) = 3
+    (
+        "sirs",
+        {
+            "temperature": "101.3 degrees Fahrenheit",
+            "heart_rate": "80 beats per minute",
+            "respiratory_rate": "18 breaths per minute",
+            "paco2": 30,
+            "wbc": "3500 cells/µL",
+        },
+        3,
+        0,
+    ),
+    # Wrenn 1990: Na 140, Cl 100, HCO3 14: AG 26, delta gap 26 - 12 = 14
+    ("delta_gap", {"sodium": 140, "chloride": 100, "bicarbonate": 14}, 14.0, 0.01),
+    # Rastegar 2007: (26 - 12) / (24 - 14) = 1.4
+    ("delta_ratio", {"sodium": 140, "chloride": 100, "bicarbonate": 14}, 1.4, 0.005),
+    # Figge 1998: Na 140, Cl 105, HCO3 20: AG 15 + 2.5 * (4.0 - 2.0) = 20
+    (
+        "albumin_corrected_anion_gap",
+        {"sodium": 140, "chloride": 105, "bicarbonate": 20, "albumin": 2.0},
+        20.0,
+        0.01,
+    ),
+    # corrected AG 20 - 12 = 8
+    (
+        "albumin_corrected_delta_gap",
+        {"sodium": 140, "chloride": 105, "bicarbonate": 20, "albumin": "20 g/L"},
+        8.0,
+        0.01,
+    ),
+    # 8 / (24 - 20) = 2.0
+    (
+        "albumin_corrected_delta_ratio",
+        {"sodium": 140, "chloride": 105, "bicarbonate": 20, "albumin": 2.0},
+        2.0,
+        0.005,
+    ),
+    # ACOG 2017: LMP 2026-01-10 + 14 days = 2026-01-24; 35-day cycle: + 21 days = 2026-01-31
+    ("conception_date", {"last_menstrual_period": "2026-01-10"}, "2026-01-24", 0),
+    (
+        "conception_date",
+        {"last_menstrual_period": "2026-01-10", "cycle_length": 35},
+        "2026-01-31",
+        0,
+    ),
+    # Kim 2021: woman, bili 3.0, Na 130, INR 1.8, Cr 1.5, albumin 2.8: 1.33 + 4.56 ln3 (5.010)
+    # + 0.82*7 (5.740) - 0.24*7*ln3 (-1.846) + 9.09 ln1.8 (5.343) + 11.14 ln1.5 (4.517)
+    # + 1.85*0.7 (1.295) - 1.83*0.7*ln1.5 (-0.519) + 6 = 26.87 -> 27
+    (
+        "meld_3",
+        {
+            "sex": "female",
+            "bilirubin": 3.0,
+            "sodium": 130,
+            "inr": 1.8,
+            "creatinine": 1.5,
+            "albumin": 2.8,
+        },
+        27,
+        0,
+    ),
+    # Brott 1989 / Lyden 1994: 1+1+0+1+2+2+3+0+2+0+0+1+2+1+1 = 17 (moderate to severe)
+    (
+        "nihss",
+        {
+            "loc": 1,
+            "loc_questions": 1,
+            "loc_commands": 0,
+            "best_gaze": 1,
+            "visual_fields": 2,
+            "facial_palsy": 2,
+            "motor_left_arm": 3,
+            "motor_right_arm": 0,
+            "motor_left_leg": 2,
+            "motor_right_leg": 0,
+            "limb_ataxia": 0,
+            "sensory": 1,
+            "best_language": 2,
+            "dysarthria": 1,
+            "extinction_inattention": 1,
+        },
+        17,
+        0,
     ),
 ]
 

@@ -69,6 +69,16 @@ def _task_file(tmp_path: Path, n: int) -> Path:
     return path
 
 
+def _wait_blocked(proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    """Until the fake model blocks (FAKE_BLOCK_AFTER): every call before it is cached."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and "blocked" in log.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the fake model never blocked (rc {proc.poll()})")
+
+
 def test_list_and_metrics(tmp_path: Path) -> None:
     out = _cli("list", env=_env(tmp_path))
     assert out.returncode == 0 and "medmcqa" in out.stdout and "report_generation" in out.stdout
@@ -89,6 +99,103 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], message: 
     out = _cli(*args, "--backend", FAKE, env=_env(tmp_path))
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--samples", "3"], "--samples 3 does not apply"),
+        (["--mode", "cot", "--temperature", "0.5"], "--temperature does not apply"),
+        (["--temperature", "0.5"], "--temperature does not apply"),
+        (["--mode", "gen", "--debias"], "--debias does not apply to --mode gen"),
+        (["--max-tokens", "8"], "--max-tokens does not apply"),
+        (["--rag-k", "5"], "--rag-k does not apply without --rag"),
+        (["--mode", "gen", "--batch-size", "8"], "--batch-size does not apply"),
+        (["--cache", "c.sqlite", "--no-cache"], "--cache and --no-cache"),
+        (["--image-root", "."], "--image-root does not apply"),
+        (["--exclude-split", "s.json", "--no-exclude-split"], "--exclude-split and --no-"),
+        (["--exclude-split", "nowhere.json"], "split file not found"),
+    ],
+)
+def test_options_that_do_not_apply_are_errors(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Issue 19: these were accepted and silently ignored; now one line, exit 2, no model."""
+    task = _task_file(tmp_path, 4)
+    log = tmp_path / "calls.log"
+    out = _cli(
+        "--task-file", str(task), *args, "--backend", FAKE, "-q",
+        env=_env(tmp_path, FAKE_CALL_LOG=str(log)),
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error:") and "fix:" in lines[1], lines
+    assert not log.exists()  # refused before any model call
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tasks", "pubmedqa", "--debias"], "--debias does not apply to pubmedqa"),
+        (["--tasks", "pubmedqa,medmcqa", "--bias"], "--bias does not apply to pubmedqa, medmcqa"),
+    ],
+)
+def test_task_options_that_apply_to_no_task_are_errors(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = _cli(*args, "--backend", FAKE, "-q", env=_env(tmp_path))
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_exclude_split_drops_trained_items_and_says_so(tmp_path: Path) -> None:
+    task = _task_file(tmp_path, 10)  # q0..q9 in q.jsonl
+    run = tmp_path / "runs" / "sft"
+    (run / "adapter").mkdir(parents=True)
+    split = {"source": "mcqa", "files": ["q.jsonl"], "key": "file_stem:id",
+             "train": [f"q:q{i}" for i in range(7)], "held": ["q:q7", "q:q8", "q:q9"]}  # fmt: skip
+    (run / "split.json").write_text(json.dumps(split))
+    common = ["--task-file", str(task), "--backend", FAKE, "-q"]
+    explicit = _cli(*common, "--exclude-split", str(run / "split.json"), "-o",
+                    str(tmp_path / "e"), env=_env(tmp_path))  # fmt: skip
+    assert explicit.returncode == 0, explicit.stderr
+    assert "synth: 7 trained items excluded" in explicit.stdout and "3 evaluated" in explicit.stdout
+    res = json.loads((tmp_path / "e/results.json").read_text())
+    assert res["tasks"]["synth"]["n"] == 3 and res["tasks"]["synth"]["excluded_trained"] == 7
+    assert res["held_apart"]["path"] == str(run / "split.json")
+    # --model inside the run folder: its split applies by itself, and the console says so
+    auto = _cli(*common, "--model", str(run / "adapter"), "-o", str(tmp_path / "a"),
+                env=_env(tmp_path))  # fmt: skip
+    assert auto.returncode == 0, auto.stderr
+    assert "held apart" in auto.stderr and str(run / "split.json") in auto.stderr
+    assert json.loads((tmp_path / "a/results.json").read_text())["tasks"]["synth"]["n"] == 3
+    kept = _cli(*common, "--model", str(run / "adapter"), "--no-exclude-split", "-o",
+                str(tmp_path / "k"), env=_env(tmp_path))  # fmt: skip
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads((tmp_path / "k/results.json").read_text())["tasks"]["synth"]["n"] == 10
+    # an explicit split that names no item of the task: the wrong file
+    split["train"], split["held"] = ["medqa_dev:1"], ["medqa_dev:2"]
+    (tmp_path / "wrong.json").write_text(json.dumps(split))
+    wrong = _cli(*common, "--exclude-split", str(tmp_path / "wrong.json"), env=_env(tmp_path))
+    assert wrong.returncode == 2 and "names none of its 10 rows" in wrong.stderr
+
+
+def test_mllm_folder_is_its_own_backend_and_refuses_hf_options(tmp_path: Path) -> None:
+    """An MLLM folder under --backend hf once swallowed --dtype / --model-arg silently."""
+    from medmllm.models.generator import load_generator
+    from medmllm.models.mllm import MedMLLM, MLLMConfig
+
+    folder = MedMLLM.build(MLLMConfig.tiny("vit", "mlp2x_gelu", size=32)).save_pretrained(
+        tmp_path / "m"
+    )
+    for backend in ("hf", "mllm"):
+        out = _cli("-t", "vqa_rad", "-b", backend, "-m", str(folder), "--mode", "gen",
+                   "--dtype", "bfloat16", env=_env(tmp_path))  # fmt: skip
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert "backend 'mllm'" in out.stderr and "--dtype" in out.stderr, out.stderr
+    assert "MedMLLM folder" in out.stderr or backend == "mllm"
+    gen = load_generator("mllm", str(folder))
+    assert gen.backend == "mllm" and gen.load_options()["device"] == "cpu"
 
 
 def test_malformed_task_file_exit_2(tmp_path: Path) -> None:
@@ -140,23 +247,19 @@ def test_killed_run_resumes_with_identical_results(tmp_path: Path) -> None:
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "medmllm.cli.main", "eval", *args, "--out", str(tmp_path / "a")],
-        env=_env(tmp_path, FAKE_DELAY="0.02", FAKE_CALL_LOG=str(log1)),
+        env=_env(tmp_path, FAKE_BLOCK_AFTER="4", FAKE_CALL_LOG=str(log1)),
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if log1.exists() and len(log1.read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.05)
+    _wait_blocked(proc, log1)  # 4 calls done; the 5th cannot finish before the kill
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "a/results.json").exists()
     with sqlite3.connect(tmp_path / "cache.sqlite") as db:
         done = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    assert 0 < done < n_requests
+    assert done == 4 * 4 * 4  # 4 calls of 4 items x 4 options, each committed
 
     out = _cli(*args, "--out", str(tmp_path / "a"), env=_env(tmp_path, FAKE_CALL_LOG=str(log2)))
     assert out.returncode == 0, out.stderr

@@ -116,7 +116,9 @@ def test_tracebacks_only_with_debug():
 
 
 def test_ctrl_c_during_eval_says_interrupted_and_the_rerun_resumes(tmp_path) -> None:
-    from tests.cli.test_eval_cli import FAKE, REPO, _cli, _env, _task_file
+    """The fake model blocks after 3 calls, so the run cannot finish before the Ctrl-C on any
+    machine (it once raced the machine's speed: rc 0 instead of 130 on a fast one)."""
+    from tests.cli.test_eval_cli import FAKE, REPO, _cli, _env, _task_file, _wait_blocked
 
     task = _task_file(tmp_path, 40)
     log = tmp_path / "calls.log"
@@ -124,15 +126,13 @@ def test_ctrl_c_during_eval_says_interrupted_and_the_rerun_resumes(tmp_path) -> 
             "--cache", str(tmp_path / "cache.sqlite"), "--out", str(tmp_path / "run")]  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "medmllm.cli.main", "eval", *args],
-        env=_env(tmp_path, FAKE_DELAY="0.02", FAKE_CALL_LOG=str(log)),
+        env=_env(tmp_path, FAKE_BLOCK_AFTER="3", FAKE_CALL_LOG=str(log)),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 3):
-        time.sleep(0.05)
+    _wait_blocked(proc, log)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
@@ -140,4 +140,6 @@ def test_ctrl_c_during_eval_says_interrupted_and_the_rerun_resumes(tmp_path) -> 
     assert not (tmp_path / "run" / "results.json").exists()
     rerun = _cli(*args, env=_env(tmp_path))
     assert rerun.returncode == 0, rerun.stderr
-    assert json.loads((tmp_path / "run" / "results.json").read_text())["run"]["cache"]["hits"] > 0
+    cache = json.loads((tmp_path / "run" / "results.json").read_text())["run"]["cache"]
+    assert cache["hits"] == 3 * 4 * 4  # the 3 calls before the signal: 4 items x 4 options
+    assert cache["misses"] == (40 - 12) * 4

@@ -137,6 +137,8 @@ def test_embedded_smollm2_mllm_answers(tmp_path: Path) -> None:
     )
     proc = run("train", "mllm", "-c", str(cfg), "-o", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "held apart: 1 rows on 1 images" in proc.stdout  # 20% of 4 images, rounded
+    assert str(tmp_path / "run" / "split.json") in proc.stdout.replace("\n", "")
     proc = run("ask", "-b", "hf", "-m", str(tmp_path / "run/model"), "--image",
                str(tmp_path / "0.png"), "--max-tokens", "8", "Is there a fracture?")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

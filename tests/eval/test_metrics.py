@@ -68,7 +68,7 @@ def test_meteor_reports_unavailable_or_scores() -> None:
         assert 0 < result["value"] <= 1
     else:
         assert result["value"] is None and "WordNet" in result["unavailable"]
-        assert "wordnet" in result["unavailable"].lower()
+        assert "medmllm.eval.wordnet" in result["unavailable"]  # the fix, not just the fault
 
 
 def test_vqa_closed_and_open() -> None:
@@ -133,3 +133,25 @@ def test_hallucination_uses_rag_grounding_when_present() -> None:
         [_It()],
     )
     assert 0.5 <= share[0] <= 1.0
+
+
+def test_wordnet_installer_copies_real_files_and_adds_lexnames(tmp_path) -> None:
+    """`make setup` runs it: a fresh clone gets METEOR without a manual step (issue 19)."""
+    from medmllm.errors import DataNotFoundError
+    from medmllm.eval.wordnet import NEEDED, install_wordnet, lexnames_text
+
+    source = tmp_path / "debian"
+    source.mkdir()
+    for name in NEEDED:
+        (source / name).write_text(f"{name}\n")
+    (source / "link").symlink_to(source / "data.noun")
+    dest = install_wordnet(tmp_path / "nltk_data", source=source)
+    assert dest == tmp_path / "nltk_data" / "corpora" / "wordnet"
+    assert all((dest / name).read_text() == f"{name}\n" for name in NEEDED)
+    assert not any(p.is_symlink() for p in dest.iterdir())  # NLTK rejects links
+    lines = (dest / "lexnames").read_text().splitlines()
+    assert len(lines) == 45 and lines[0] == "00\tadj.all\t3" and lines[44] == "44\tadj.ppl\t3"
+    assert "18\tnoun.person\t1" in lexnames_text() and "43\tverb.weather\t2" in lexnames_text()
+    (source / "index.sense").unlink()
+    with pytest.raises(DataNotFoundError, match=r"index\.sense"):
+        install_wordnet(tmp_path / "other", source=source)

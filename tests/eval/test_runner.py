@@ -184,8 +184,12 @@ def test_vqa_needs_an_image_model(bench_dir, monkeypatch) -> None:
     monkeypatch.setenv("MEDMLLM_SLAKE_DIR", str(bench_dir / "slake"))
     with pytest.raises(UnsupportedInputError, match="text-only"):
         run_eval(["slake"], FakeGenerator(["yes"]), EvalOptions(mode="gen"), cache_path=":memory:")
-    with pytest.raises(InvalidRequestError, match="--mode gen"):
+    with pytest.raises(UnsupportedInputError, match="text-only"):
         run_eval(["slake"], FakeGenerator(), EvalOptions(mode="mc"), cache_path=":memory:")
+    # mc mode scores a VQA item's options with its image: SLAKE rows have none
+    with pytest.raises(InvalidRequestError, match=r"no options.*--mode gen"):
+        images = FakeGenerator(supports_images=True)
+        run_eval(["slake"], images, EvalOptions(mode="mc"), cache_path=":memory:")
 
 
 def test_vqa_and_report_tasks(bench_dir, monkeypatch, tmp_path) -> None:

@@ -89,7 +89,6 @@ def test_mts_stage_never_trains_on_an_evaluated_dialogue(shared_data: Path) -> N
     assert len(split["held"]) == 100 and len(split["tune"]) == 120
     assert not set(split["train"]) & (set(split["tune"]) | set(split["excluded"]))
     sources = {str(r["id"]).split(" ")[0] for r in train.rows}  # "train:12 TR=EN-FR-EN" → key
-    sources = {s if s.startswith("train:") else f"train:{s}" for s in sources}
     assert sources == set(split["train"])  # every row, translated or not, is a training row
     translated = [r for r in train.rows if "TR=" in str(r["id"])]
     assert len(translated) == 2 * len(split["train"])  # FR and ES, none of tune/excluded rows
@@ -99,10 +98,19 @@ def test_mts_stage_never_trains_on_an_evaluated_dialogue(shared_data: Path) -> N
 
     trained = {words(r["prompt"]) for r in train.rows}
     for other in ("validation", "tune"):
-        rows = load_dataset(
-            DataConfig(**ts.mts_data(preset, other)), "prompt_completion"
-        ).rows
+        rows = load_dataset(DataConfig(**ts.mts_data(preset, other)), "prompt_completion").rows
         assert not trained & {words(r["prompt"]) for r in rows}, other
+
+
+def test_augmented_applies_to_training_rows_only(shared_data: Path) -> None:
+    from medmllm.errors import ConfigError
+    from medmllm.train.data import DataConfig, load_dataset
+
+    with pytest.raises(ConfigError, match="augmented"):
+        load_dataset(
+            DataConfig(builder="mts_dialog", split="validation", augmented=True),
+            "prompt_completion",
+        )
 
 
 def test_base_and_sft_models_get_the_training_prompt(tmp_path: Path, shared_data: Path) -> None:
@@ -166,6 +174,11 @@ def test_flow_on_tiny_model(
     assert mts["rouge_l"]["n"] == 3 and mts["rouge_l"]["majority"] is not None
     assert set(saved["mts_baselines"]) == {"constant", "constant per section"}
     assert saved["timing"][ts.MTS_STAGE]["train_cpu_s"] > 0
+    # METEOR only without WordNet (make setup installs it: medmllm.eval.wordnet)
+    from medmllm.eval.metrics import wordnet_available
+
+    scored = set(ts.GEN_METRICS) if wordnet_available() else set(ts.GEN_METRICS) - {"meteor"}
+    assert all(mts[m]["value"] is not None for m in scored), mts
     assert [r["run"] for r in result["training"]["cpt+ift+sft+dpo"]] == [
         "cpt",
         "cpt+ift",
@@ -179,8 +192,14 @@ def test_flow_on_tiny_model(
     # the MTS stage's recorded split: the generated validation rows are held apart
     mts_split = json.loads((out / "runs" / ts.MTS_STAGE / "split.json").read_text())
     generated = _keys(out / "heldout" / "mts_dialog_validation.jsonl")
-    assert {f"validation:{i}" for i in generated} <= set(mts_split["held"])
+    assert generated <= set(mts_split["held"])
     assert not set(mts_split["train"]) & set(mts_split["excluded"])
+    # ... and the harness reads that split: the adapter's evaluation drops nothing of them
+    from medmllm.eval.split import read_split
+
+    trained = read_split(out / "runs" / ts.MTS_STAGE / "split.json")
+    assert not any(trained.trained(None, i) for i in generated)
+    assert trained.trained(None, mts_split["train"][0])
     # a rerun reuses every stage: no training run and no generation is redone
     files = [*out.glob("eval/*/gen/mts.json"), *out.glob("runs/*/result.json")]
     written = {p: p.stat().st_mtime_ns for p in files}

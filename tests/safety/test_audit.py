@@ -10,10 +10,12 @@ import pytest
 
 from medmllm.safety.audit import AuditLog, hash_user, read_audit, verify_chain
 
+SALT = "audit-test-salt-0123456789"
+
 
 def test_records_are_appended_with_hashed_user(tmp_path: Path) -> None:
     path = tmp_path / "audit" / "audit.jsonl"
-    log = AuditLog(path, salt="s")
+    log = AuditLog(path, salt=SALT)
     log.record(
         user="dr.wong",
         prompt="<NAME> has chest pain",
@@ -27,12 +29,12 @@ def test_records_are_appended_with_hashed_user(tmp_path: Path) -> None:
     log.close()
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     assert len(rows) == 2
-    assert rows[0]["user"] == rows[1]["user"] == hash_user("dr.wong", "s")
+    assert rows[0]["user"] == rows[1]["user"] == hash_user("dr.wong", SALT)
     assert "dr.wong" not in path.read_text()
     assert rows[0]["latency_s"] == 0.1235 and rows[0]["citations"] == [1, 2]
     assert rows[0]["prev"] is None and rows[1]["prev"] is not None
-    assert hash_user("dr.wong", "other") != rows[0]["user"]
-    assert hash_user(None) is None
+    assert hash_user("dr.wong", "another-salt-0123456789") != rows[0]["user"]
+    assert hash_user(None, SALT) is None
 
 
 def test_chain_survives_restart_and_detects_edits(tmp_path: Path) -> None:

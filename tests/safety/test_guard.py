@@ -22,7 +22,7 @@ def test_check_flags_crisis_and_gives_reply() -> None:
 
 def test_audit_is_scrubbed(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
-    guard = Guard(GuardConfig(audit_path=path, salt="x"))
+    guard = Guard(GuardConfig(audit_path=path, salt="guard-test-salt-0123456789"))
     entry = guard.audit(prompt=QUESTION, user="dr.wong", model="m", latency_s=0.1)
     guard.close()
     text = path.read_text()
@@ -31,10 +31,27 @@ def test_audit_is_scrubbed(tmp_path: Path) -> None:
         assert value not in text
 
 
-def test_model_input_optional_scrub() -> None:
-    assert Guard().model_input(QUESTION) == QUESTION
-    scrubbed = Guard(GuardConfig(deidentify_model_input=True)).model_input(QUESTION)
-    assert all(v not in scrubbed for v in PHI)
+def test_protect_scrubs_model_input_when_configured(scripted_generator) -> None:
+    local = scripted_generator(replies=["ok"])
+    assert Guard().protect(local) is local  # a local model sees the text as written
+    assert Guard(GuardConfig(deidentify_model_input=False)).protect(local) is local
+    guard = Guard(GuardConfig(deidentify_model_input=True))
+    wrapped = guard.protect(local)
+    assert guard.protect(wrapped) is wrapped  # idempotent: never scrubbed twice
+    wrapped.chat(
+        [{"role": "system", "content": "Note: " + QUESTION}, {"role": "user", "content": QUESTION}]
+    )
+    ((_, messages, _),) = local.calls
+    seen = " ".join(m.content for m in messages)
+    assert all(v not in seen for v in PHI) and "<NAME>" in seen
+
+
+def test_remote_backends_are_scrubbed_by_default() -> None:
+    from medmllm.models.backends.openai import OpenAIGenerator
+
+    remote = OpenAIGenerator(model="hosted", base_url="http://127.0.0.1:9/v1")
+    assert Guard().scrubs_model_input(remote)
+    assert not Guard(GuardConfig(deidentify_model_input=False)).scrubs_model_input(remote)
 
 
 def test_deid_call_cache_stores_no_phi(tmp_path: Path, scripted_generator) -> None:

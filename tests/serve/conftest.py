@@ -60,6 +60,37 @@ class SlowScripted(TextScripted):
                     self.closed_early += 1
 
 
+class Endless(TextScripted):
+    """Streams a token every few ms until its stream is closed; ``stopped`` is set then.
+
+    ``words`` bounds each reply (None: endless). Runs on the engine side of the Generator
+    interface (``_stream``), as a real backend does, so what stops it is the server's cancel.
+    """
+
+    def __init__(self, words: int | None = None, delay: float = 0.005) -> None:
+        super().__init__()
+        self.words = words
+        self.token_delay = delay
+        self.started = threading.Event()
+        self.stopped = threading.Event()
+        self.finished = 0
+        self._pace = threading.Event()  # never set: wait() paces tokens without a busy loop
+
+    def _stream(self, messages, images, params) -> Iterator[StreamChunk]:
+        self.started.set()
+        n = 0
+        try:
+            while self.words is None or n < self.words:
+                self._pace.wait(self.token_delay)
+                n += 1
+                yield StreamChunk(f"w{n} ")
+            self.finished += 1
+            yield StreamChunk("", finish_reason="stop", usage=Usage(1, n))
+        finally:
+            if self.words is None or n < self.words:
+                self.stopped.set()
+
+
 class Boom(TextScripted):
     def stream(self, messages, images=None, **sampling):
         raise RuntimeError("secret internal detail /etc/passwd")

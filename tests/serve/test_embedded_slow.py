@@ -73,6 +73,69 @@ def test_official_openai_client(server: str) -> None:
     assert sum(lp.token_logprobs[-4:]) / 4 > -2.0  # aligned: counting is predictable
 
 
+def test_scrubbed_echo_scores_the_deidentified_prompt(
+    hf_generator: BaseGenerator, tmp_path: Path
+) -> None:
+    """With --scrub-phi the model scores (and echo returns) the de-identified prompt, with
+    offsets into that text; raw completion continues it."""
+    from medmllm.safety.guard import GuardConfig
+
+    prompt = "John Smith, MRN 12345678, phone 617-555-1234, has chest pain because"
+    app = make_app(hf_generator, guard=GuardConfig(deidentify_model_input=True))
+    with live_server(app) as base:
+        r = httpx.post(
+            base + "/v1/completions",
+            json={
+                "model": "default",
+                "prompt": prompt,
+                "max_tokens": 4,
+                "echo": True,
+                "logprobs": 0,
+            },
+            timeout=300,
+        )
+    assert r.status_code == 200, r.text
+    choice = r.json()["choices"][0]
+    text, lp = choice["text"], choice["logprobs"]
+    assert all(v not in text for v in ("John Smith", "12345678", "617-555-1234"))
+    assert text.startswith("<NAME>, MRN <MRN>")
+    for token, offset in zip(lp["tokens"], lp["text_offset"], strict=True):
+        assert text[offset : offset + len(token)] == token
+
+
+def test_deadline_stops_raw_generation(
+    hf_generator: BaseGenerator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers' generate behind /v1/completions stops at the deadline (stopping criteria)
+    instead of running to max_tokens on the model thread after the client got its 504."""
+    import threading
+
+    model = hf_generator.model  # type: ignore[attr-defined]
+    real = model.generate
+    generated: list[int] = []
+    done = threading.Event()
+
+    def spy(**kwargs):
+        try:
+            out = real(**kwargs)
+            generated.append(out.sequences.shape[1] - kwargs["input_ids"].shape[1])
+            return out
+        finally:
+            done.set()
+
+    monkeypatch.setattr(model, "generate", spy)
+    app = make_app(hf_generator, tmp_path, request_timeout_s=2.0)
+    with live_server(app) as base:
+        r = httpx.post(
+            base + "/v1/completions",
+            json={"model": "default", "prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 1500},
+            timeout=300,
+        )
+        assert r.status_code == 504, r.text
+        assert done.wait(900)
+    assert generated and generated[0] < 1500, generated
+
+
 def test_openai_backend_scores_like_local(server: str, hf_generator: BaseGenerator) -> None:
     from medmllm.models.generator import load_generator
 

@@ -17,6 +17,7 @@ _APP = make_app(
     ImageScripted(replies=["A short reply."]),
     Path(tempfile.mkdtemp(prefix="medmllm-fuzz-")),
     max_tokens_limit=64,
+    docs=True,  # the schema under test (off by default)
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
 

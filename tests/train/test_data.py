@@ -112,3 +112,37 @@ def test_other_builders(shared_data: Path) -> None:
     assert len(val.rows) == 100
     pairs = load_dataset(DataConfig(builder="medquad_pairs", **base), "preference")
     assert all(p["chosen"] != p["rejected"] for p in pairs.rows)
+
+
+def test_a_chained_run_carries_the_earlier_stages_splits(tmp_path: Path) -> None:
+    """PubMedQA CPT, then MCQA SFT on its adapter: evaluating the SFT adapter must still drop
+    the abstracts CPT trained on (the SFT split alone names no PubMedQA row)."""
+    from medmllm.eval.split import read_split
+
+    cpt = tmp_path / "runs" / "cpt"
+    (cpt / "adapter").mkdir(parents=True)
+    pubmed = {"files": [data.PUBMEDQA_FILE], "key": "pmid", "train": ["111"], "held": ["222"]}
+    data.write_split(data.Dataset(rows=[], format="text", source="pubmedqa_cpt", split=pubmed), cpt)
+    ift = tmp_path / "runs" / "ift"  # a stage without a split of its own still passes it on
+    ift.mkdir()
+    data.write_split(
+        data.Dataset(rows=[], format="prompt_completion", source="medquad_ift"),
+        ift,
+        str(cpt / "adapter"),
+    )
+    (ift / "adapter").mkdir()
+    sft = tmp_path / "runs" / "sft"
+    sft.mkdir()
+    mcqa = {"files": ["mcqa/medqa_dev.jsonl"], "key": "file_stem:id", "train": ["medqa_dev:7"],
+            "held": ["medqa_dev:8"]}  # fmt: skip
+    ds = data.Dataset(rows=[], format="prompt_completion", source="mcqa", split=mcqa)
+    data.write_split(ds, sft, str(ift / "adapter"))
+    written = json.loads((sft / "split.json").read_text())
+    assert [e["source"] for e in written["earlier"]] == ["medquad_ift", "pubmedqa_cpt"]
+    split = read_split(sft / "split.json")
+    assert split.trained(Path("medqa_dev.jsonl"), "7") and not split.trained(None, "222")
+    assert split.trained(Path("pqal_dev.jsonl"), "111")  # CPT's, two stages back
+    assert split.known(None, "222") and not split.known(Path("x.jsonl"), "999")
+    assert data.write_split(ds, tmp_path, None) is not None
+    alone = data.Dataset(rows=[], format="text", source="medquad_cpt")
+    assert data.write_split(alone, tmp_path / "runs", None) is None  # nothing to record

@@ -25,8 +25,11 @@ def deid(
     field: list[str] = FIELD_OPT,
     fmt: str = typer.Option("auto", "--format", help="auto (by suffix), text or jsonl."),
     entity: list[str] = ENTITY_OPT,
-    salt_env: str = typer.Option(
-        "MEDMLLM_DEID_SALT", "--salt-env", help="Environment variable holding the site's salt."
+    salt_env: str | None = typer.Option(
+        None,
+        "--salt-env",
+        help="Environment variable holding the salt for --operator hash/surrogate (default: "
+        "MEDMLLM_HASH_SALT, else the site salt generated under MEDMLLM_HOME).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
@@ -40,10 +43,16 @@ def deid(
         )
     if fmt not in ("auto", "text", "jsonl"):
         raise InvalidRequestError(f"unknown format {fmt!r}", hint="use --format auto|text|jsonl")
+    if salt_env is not None and salt_env not in os.environ:
+        raise InvalidRequestError(
+            f"--salt-env names {salt_env!r}, which is not set",
+            hint=f"export {salt_env}=<secret of 16+ characters>, or drop --salt-env to use the "
+            "site salt",
+        )
     config = DeidConfig(
         operator=operator,  # type: ignore[arg-type]
         entities=entity or None,
-        salt=os.environ.get(salt_env, ""),
+        salt=os.environ[salt_env] if salt_env is not None else None,
     )
     summary = deid_path(
         source,

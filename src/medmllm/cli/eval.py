@@ -115,6 +115,9 @@ def run(
         False, "--debias", help="Also score every cyclic option rotation (n_options× calls)."
     ),
     samples: int = typer.Option(1, "--samples", help="Self-consistency samples (gen/cot)."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", help="Sampling temperature with --samples K > 1 (default 0.7)."
+    ),
     bias: bool = typer.Option(False, "--bias", help="Counterfactual sex/race/age swaps."),
     no_context: bool = typer.Option(
         False, "--no-context", help="Leave the context (e.g. PubMedQA abstract) out."
@@ -122,7 +125,9 @@ def run(
     rag: str | None = typer.Option(
         None, "--rag", help="Index name: retrieve passages for each question (MIRAGE style)."
     ),
-    rag_k: int = typer.Option(3, "--rag-k", help="Passages per question with --rag."),
+    rag_k: int | None = typer.Option(
+        None, "--rag-k", help="Passages per question with --rag (default 3)."
+    ),
     data: Path | None = typer.Option(  # noqa: B008
         None, "--data", help="Data file or folder for a single task (overrides dataset.path)."
     ),
@@ -139,8 +144,10 @@ def run(
         "--deid-cache",
         help="Store generated replies de-identified in the cache (prompts are only hashed).",
     ),
-    batch_size: int = typer.Option(
-        64, "--batch-size", help="Items per scoring call (the backend batches their options)."
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        help="--mode mc: items per scoring call (the backend batches their options; default 64).",
     ),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Generation length."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -155,6 +162,15 @@ def run(
     shard: str | None = typer.Option(
         None, "--shard", help="Evaluate shard i/n of the items (merge with `eval merge`)."
     ),
+    exclude_split: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--exclude-split",
+        help="A training run's split.json (or run folder): drop the items it trained on. "
+        "Default: the split.json of the run --model comes from, if any.",
+    ),
+    no_exclude_split: bool = typer.Option(
+        False, "--no-exclude-split", help="Keep trained items even if --model's run has a split."
+    ),
 ) -> None:
     """Run tasks: `medmllm eval --tasks medmcqa --limit 100`."""
     if ctx.invoked_subcommand is not None:
@@ -167,7 +183,13 @@ def run(
         timeout=timeout,
         concurrency=concurrency,
     )
-    from medmllm.eval.runner import EvalOptions, default_run_dir, run_eval
+    from medmllm.eval.runner import (
+        DEFAULT_BATCH_SIZE,
+        EvalOptions,
+        check_applicable,
+        default_run_dir,
+        run_eval,
+    )
     from medmllm.eval.task import Task, load_task
 
     names = [t.strip() for t in (tasks or "").split(",") if t.strip()]
@@ -176,8 +198,12 @@ def run(
             "no task given", hint="pass --tasks medmcqa,pubmedqa (see `medmllm eval list`)"
         )
     _check_numbers(limit=limit, max_tokens=max_tokens, rag_k=rag_k, fewshot=fewshot, seed=seed)
+    _check_flags(
+        mode=mode, rag=rag, rag_k=rag_k, batch_size=batch_size, cache=cache, no_cache=no_cache
+    )
     loaded: list[Task] = [load_task(n) for n in names] + _check_task_files(task_file)
     backend = _load_backend(backend)
+    split_path, strict = _exclude_split(exclude_split, no_exclude_split, model)
     if data is not None:
         if len(loaded) != 1:
             raise InvalidRequestError(
@@ -187,6 +213,11 @@ def run(
     if image_root is not None:
         if len(loaded) != 1:
             raise InvalidRequestError("--image-root applies to one task", hint="run one task")
+        if loaded[0].config.output_type not in ("vqa", "report"):
+            raise InvalidRequestError(
+                f"--image-root does not apply: task {loaded[0].name!r} has no images",
+                hint="drop --image-root (it is for vqa and report tasks)",
+            )
         loaded[0].image_root_override = image_root
     options = EvalOptions(
         mode=mode,  # type: ignore[arg-type]
@@ -195,14 +226,18 @@ def run(
         fewshot=fewshot,
         debias=debias,
         samples=samples,
+        temperature=temperature,
         bias=bias,
         include_context=False if no_context else None,
-        rag_k=rag_k,
-        batch_size=batch_size,
+        rag_k=3 if rag_k is None else rag_k,
+        batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
         max_tokens=max_tokens,
         concurrency=concurrency or 1,
         shard=_parse_shard(shard),
+        exclude_split=str(split_path) if split_path else None,
+        exclude_split_strict=strict,
     )
+    check_applicable(loaded, options)  # before any model loads
     retriever = None
     if rag:
         from medmllm.rag.index import open_index
@@ -237,11 +272,76 @@ def run(
     finally:
         generator.close()
     print_summary(results, Console(highlight=False))
+    print_notes(results, Console(highlight=False, soft_wrap=True))
     Console(highlight=False).print(
         f"[dim]{time.perf_counter() - started:.1f} s · cache {results['run']['cache']['hits']} hits"
         f" / {results['run']['cache']['misses']} misses · wrote {out_dir}/results.json, "
         "samples.jsonl and report.html[/]"
     )
+
+
+def _check_flags(
+    *,
+    mode: str,
+    rag: str | None,
+    rag_k: int | None,
+    batch_size: int | None,
+    cache: Path | None,
+    no_cache: bool,
+) -> None:
+    """Flags that the rest of the command line makes meaningless are errors, not no-ops."""
+    if rag_k is not None and not rag:
+        raise InvalidRequestError(
+            "--rag-k does not apply without --rag (no passages are retrieved)",
+            hint="add --rag INDEX, or drop --rag-k",
+        )
+    if batch_size is not None and mode != "mc":
+        raise InvalidRequestError(
+            f"--batch-size does not apply to --mode {mode}: it sizes log-likelihood scoring "
+            "calls; chat answers go one at a time (or --concurrency at once, openai backend)",
+            hint="drop --batch-size, or use --mode mc",
+        )
+    if cache is not None and no_cache:
+        raise InvalidRequestError(
+            "--cache and --no-cache together: the cache file would be ignored",
+            hint="drop one of them",
+        )
+
+
+def _exclude_split(given: Path | None, keep: bool, model: str | None) -> tuple[Path | None, bool]:
+    """(the split.json whose trained items to drop, whether it was named explicitly).
+
+    Without ``--exclude-split``, a local ``--model`` inside a training run folder brings that
+    run's split along (said on the console), unless ``--no-exclude-split``.
+    """
+    from medmllm.eval.split import find_run_split, read_split
+
+    if given is not None and keep:
+        raise InvalidRequestError(
+            "--exclude-split and --no-exclude-split together", hint="drop one of them"
+        )
+    if given is not None:
+        return read_split(given).path, True
+    found = None if keep else find_run_split(model)
+    if found is not None:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"held apart: dropping the items {found} says the model was trained on "
+            "(--no-exclude-split keeps them)"
+        )
+    return found, False
+
+
+def print_notes(results: dict, console: Console) -> None:
+    """Trained items each task dropped (and which split said so); options a task did not use."""
+    held = results.get("held_apart")
+    for s in results["tasks"].values():
+        if held:
+            console.print(
+                f"{s['task']}: {s.get('excluded_trained', 0)} trained items excluded "
+                f"({held['path']}, {held['source'] or 'split'}), {s['n']} evaluated"
+            )
+        for note in s.get("notes", []):
+            console.print(f"[yellow]note:[/] {s['task']}: {note}")
 
 
 def _parse_shard(spec: str | None) -> tuple[int, int] | None:

@@ -20,7 +20,11 @@ def serve(
     model: str | None = typer.Option(
         None, "--model", "-m", help="Model id/path (default: embedded)."
     ),
-    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (0.0.0.0 behind a proxy)."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Bind address; a non-loopback one (0.0.0.0) needs API keys or --insecure.",
+    ),
     port: int = typer.Option(8000, "--port", "-p", help="Port."),
     name: str = typer.Option("", "--name", help="Model name in /v1/models (default: model id)."),
     api_key_env: str = typer.Option(
@@ -32,13 +36,34 @@ def serve(
     max_inflight: int = typer.Option(32, "--max-inflight", help="Requests at once; more get 429."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request (504 after)."),
     max_body: int = typer.Option(8_000_000, "--max-body", help="Largest request body, bytes."),
+    max_tokens_limit: int = typer.Option(
+        2048, "--max-tokens-limit", help="Most tokens one request may ask for (every route)."
+    ),
     cors_origin: list[str] = CORS_OPT,
     no_web: bool = typer.Option(False, "--no-web", help="Do not serve the web UI."),
+    docs: bool = typer.Option(
+        False, "--docs", help="Serve /docs, /redoc and /openapi.json (public; off by default)."
+    ),
+    scrub_phi: bool | None = typer.Option(
+        None,
+        "--scrub-phi/--no-scrub-phi",
+        help="De-identify every prompt before the model sees it (default: only for the openai "
+        "backend, whose text leaves this machine).",
+    ),
+    insecure: bool = typer.Option(
+        False,
+        "--insecure",
+        help="Allow a non-loopback --host without API keys (refused otherwise).",
+    ),
     hash_key: str | None = typer.Option(
         None, "--hash-key", help="Print the SHA-256 of this key (for --api-key-file) and exit."
     ),
 ) -> None:
-    """Serve the model over an OpenAI-compatible API with a web UI, PHI-safe audit and limits."""
+    """Serve the model over an OpenAI-compatible API with a web UI, PHI-safe audit and limits.
+
+    Audit user pseudonyms and hashed PHI use the site salt: MEDMLLM_HASH_SALT, or a secret
+    generated once under MEDMLLM_HOME/secrets (mode 0600).
+    """
     from medmllm.serve.app import ServeConfig
     from medmllm.serve.app import hash_key as _hash
 
@@ -58,10 +83,12 @@ def serve(
         max_inflight=max_inflight,
         request_timeout_s=timeout,
         max_body_bytes=max_body,
+        max_tokens_limit=max_tokens_limit,
         cors_origins=cors_origin,
         index=index,
         web_ui=not no_web,
-        guard=GuardConfig(audit_path=audit, salt=os.environ.get("MEDMLLM_AUDIT_SALT", "")),
+        docs=docs,
+        guard=GuardConfig(audit_path=audit, deidentify_model_input=scrub_phi),
     )
     base_url = os.environ.get("OPENAI_BASE_URL")
     run(
@@ -70,6 +97,7 @@ def serve(
         model=model,
         host=host,
         port=port,
+        insecure=insecure,
         **({"base_url": base_url} if backend == "openai" and base_url else {}),
     )
 

@@ -50,6 +50,13 @@ def train_mllm_cmd(
         f"{summary['images_per_s']:.2f} images/s · trainable {info['trainable_parameters']:,}"
     )
     console.print(f"model: {summary['model_dir']}", markup=False, soft_wrap=True)
+    held = summary["held_apart"]
+    console.print(
+        f"held apart: {held['rows']} rows on {held['images']} images, never trained on "
+        f"(evaluate them: medmllm eval --exclude-split {held['split']})",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def register(app: typer.Typer) -> None:

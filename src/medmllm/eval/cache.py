@@ -1,6 +1,7 @@
 """An on-disk (SQLite) cache of every model call, which makes evaluation resumable.
 
-Each call is keyed by a SHA-256 of (model fingerprint, call kind, request), and each batch is
+Each call is keyed by a SHA-256 of (model key, call kind, request) — the model key hashes the
+generator's canonical load options (:func:`model_key`), and each batch is
 committed as soon as it is computed. A run killed at any point therefore keeps everything it
 had finished; re-running the same command recomputes only what is missing, and a finished run
 re-runs for free. SQLite (in WAL mode) is in the standard library, survives a SIGKILL mid-write
@@ -34,18 +35,17 @@ from medmllm.models.generator import (
 )
 
 
-def model_fingerprint(generator: Generator) -> str:
-    """Backend + model id (+ file size and mtime for local files, so retrained weights miss)."""
-    model_id = str(generator.model_id)
-    parts = [str(generator.backend), model_id]
-    path = Path(model_id).expanduser()
-    try:
-        if path.exists():
-            stat = path.stat()
-            parts += [str(stat.st_size), str(stat.st_mtime_ns)]
-    except OSError:  # a hub id that is not a valid path
-        pass
-    return "|".join(parts)
+def model_key(load_options: dict[str, Any]) -> str:
+    """The cache's model identity: a hash of the generator's canonical load options.
+
+    :meth:`~medmllm.models.generator.BaseGenerator.load_options` holds the backend, the model,
+    its local files' sizes and times, and every option that changes outputs (dtype, device,
+    model args, server URL), so a bf16 or 4-bit re-run, another server answering to the same
+    model name, or retrained weights at the same path never read another model's answers.
+    ``v2``: keys of the older backend+model scheme simply miss.
+    """
+    blob = json.dumps(load_options, sort_keys=True, ensure_ascii=False, default=repr)
+    return "v2:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
 def _key(fingerprint: str, kind: str, payload: Any) -> str:
@@ -129,7 +129,8 @@ class CachedGenerator:
     def __init__(self, generator: Generator, cache: CallCache) -> None:
         self.generator = generator
         self.cache = cache
-        self.fingerprint = model_fingerprint(generator)
+        self.load = generator.load_options()
+        self.fingerprint = model_key(self.load)
         self.backend: str = generator.backend
         self.model_id: str = generator.model_id
         self.supports_images: bool = generator.supports_images
@@ -137,9 +138,7 @@ class CachedGenerator:
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
         """Scores from the cache; the misses go to the model in one call, in request order."""
-        keys = [
-            _key(self.fingerprint, "loglikelihood", [r.context, r.continuation]) for r in requests
-        ]
+        keys = [_key(self.fingerprint, "loglikelihood", _ll_payload(r)) for r in requests]
         found = self.cache.get_many(list(dict.fromkeys(keys)))
         missing = [i for i, k in enumerate(keys) if k not in found]
         self.cache.hits += len(requests) - len(missing)
@@ -206,11 +205,23 @@ class CachedGenerator:
     def context_window(self) -> int | None:
         return self.generator.context_window()
 
+    def load_options(self) -> dict[str, Any]:
+        return self.load
+
     def count_tokens(self, messages: Sequence[Message | dict[str, str]]) -> int | None:
         return self.generator.count_tokens(messages)
 
     def close(self) -> None:
         self.generator.close()
+
+
+def _ll_payload(request: LoglikelihoodRequest) -> list[Any]:
+    """A scoring request's key: its images (by content) are part of it; text-only requests keep
+    the key they always had, so existing caches still hit."""
+    payload: list[Any] = [request.context, request.continuation]
+    if request.images:
+        payload.append([_image_id(i) for i in request.images])
+    return payload
 
 
 def _image_id(image: Any) -> str:

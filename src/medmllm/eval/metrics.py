@@ -246,9 +246,9 @@ def meteor(preds: Sequence[str | None], refs: Sequence[str], items: Sequence[Any
     if not wordnet_available():
         raise MetricUnavailableError(
             "METEOR is unavailable: NLTK cannot find the WordNet corpus",
-            hint="install WordNet for NLTK: `python -m nltk.downloader wordnet` (online), or "
-            "Debian `apt-get install wordnet-base` and copy /usr/share/wordnet/* into "
-            "$NLTK_DATA/corpora/wordnet/ (see docs/eval.md)",
+            hint="run `python -m medmllm.eval.wordnet` (`make setup` does: it copies Debian's "
+            "WordNet 3.0 into the venv's nltk_data), or `python -m nltk.downloader wordnet` "
+            "online",
         )
     from nltk.translate.meteor_score import meteor_score
 

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from medmllm.errors import InvalidRequestError, OutputExistsError, UnsupportedInputError
 from medmllm.eval import metrics as M
-from medmllm.eval.cache import CachedGenerator, CallCache
+from medmllm.eval.cache import CachedGenerator, CallCache, model_key
 from medmllm.eval.calibration import calibration_report, softmax
 from medmllm.eval.extract import extract
 from medmllm.eval.predictions import SAMPLES_FILE, Prediction, sample_record, write_samples
@@ -48,6 +48,7 @@ from medmllm.eval.prompting import (
     rotate,
     with_passages,
 )
+from medmllm.eval.split import SplitMismatchError, TrainedSplit, read_split
 from medmllm.eval.task import Item, Task, load_task
 from medmllm.models.generator import Generator, LoglikelihoodRequest
 from medmllm.provenance import config_hash, environment
@@ -58,6 +59,7 @@ Mode = Literal["mc", "gen", "cot"]
 # by length, small enough that a progress update and a cache commit come every few seconds.
 DEFAULT_BATCH_SIZE = 64
 Progress = Callable[[str, int, int], None]  # (task name, done items, total items)
+DEFAULT_TEMPERATURE = 0.7  # self-consistency sampling (Wang et al. use 0.5-0.7)
 
 
 @dataclass
@@ -71,7 +73,7 @@ class EvalOptions:
         fewshot: override each task's number of exemplars (None keeps the YAML's).
         debias: score all cyclic option rotations (mc mode) and report the debiased accuracy.
         samples: self-consistency samples per item (cot/gen; 1 = greedy).
-        temperature: sampling temperature when ``samples > 1``.
+        temperature: sampling temperature of self-consistency (``samples > 1``; default 0.7).
         batch_size: items per call to the model in ``mc`` mode (all their option requests go
             to ``loglikelihood`` at once, so the backend can batch and reuse prefixes; one cache
             commit each, so a killed run loses at most one batch).
@@ -85,6 +87,13 @@ class EvalOptions:
             llama.cpp server); local in-process backends run one at a time.
         shard: ``(i, n)`` evaluates only shard i of n (1-based; :func:`in_shard`); merge the
             shards with :func:`medmllm.eval.shard.merge_shards`.
+        exclude_split: a training run's ``split.json`` (or its run folder): the items it
+            trained on are dropped from every task (:mod:`medmllm.eval.split`).
+        exclude_split_strict: refuse a task the split names no item of (an explicit split);
+            ``False`` (a split found next to the model) evaluates such a task in full, noted.
+
+    Options that cannot apply to the mode are refused here rather than ignored: ``samples``,
+    ``temperature`` and ``max_tokens`` in ``mc`` mode, ``debias`` in ``gen``/``cot``.
     """
 
     mode: Mode = "mc"
@@ -93,7 +102,7 @@ class EvalOptions:
     fewshot: int | None = None
     debias: bool = False
     samples: int = 1
-    temperature: float = 0.7
+    temperature: float | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     bias: bool = False
     include_context: bool | None = None
@@ -101,6 +110,8 @@ class EvalOptions:
     max_tokens: int | None = None
     concurrency: int = 1
     shard: tuple[int, int] | None = None
+    exclude_split: str | None = None
+    exclude_split_strict: bool = True
 
     def __post_init__(self) -> None:
         if self.shard is not None:
@@ -119,6 +130,8 @@ class EvalOptions:
             raise InvalidRequestError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.concurrency < 1:
             raise InvalidRequestError(f"--concurrency must be >= 1, got {self.concurrency}")
+        if self.temperature is not None and self.temperature < 0:
+            raise InvalidRequestError(f"--temperature must be >= 0, got {self.temperature}")
         for flag, value, low in (
             ("--fewshot", self.fewshot, 0),
             ("--seed", self.seed, 0),
@@ -127,6 +140,34 @@ class EvalOptions:
         ):
             if value is not None and value < low:
                 raise InvalidRequestError(f"{flag} must be >= {low}, got {value}")
+        self._check_mode_options()
+
+    def _check_mode_options(self) -> None:
+        """An option the mode would ignore is an error (issue 19): the user meant something."""
+        if self.mode == "mc":
+            scored = "--mode mc scores options by log-likelihood"
+            if self.samples != 1:
+                raise InvalidRequestError(
+                    f"--samples {self.samples} does not apply: {scored}, nothing is sampled",
+                    hint="use --mode cot (or gen) for self-consistency, or drop --samples",
+                )
+            if self.max_tokens is not None:
+                raise InvalidRequestError(
+                    f"--max-tokens does not apply: {scored}, nothing is generated",
+                    hint="use --mode gen or cot, or drop --max-tokens",
+                )
+        elif self.debias:
+            raise InvalidRequestError(
+                f"--debias does not apply to --mode {self.mode}: it rotates the options of "
+                "log-likelihood scoring",
+                hint="use --mode mc with --debias, or drop --debias",
+            )
+        if self.temperature is not None and self.samples == 1:
+            raise InvalidRequestError(
+                "--temperature does not apply without sampling: one answer per item is decoded "
+                "greedily",
+                hint="add --samples K (K > 1, --mode gen or cot), or drop --temperature",
+            )
 
 
 class Evaluator:
@@ -167,13 +208,19 @@ class Evaluator:
         requests: list[LoglikelihoodRequest] = []
         slots: list[tuple[int, int, str, str]] = []  # (item index, shift, original letter, cont)
         for idx, item in enumerate(items):
+            if not item.options:  # a VQA task in mc mode: every item needs its options
+                raise InvalidRequestError(
+                    f"task {task.name!r} item {item.id!r} has no options to score (--mode mc)",
+                    hint="use --mode gen, or give every row options (e.g. yes/no)",
+                )
             passages = self.passages(item)
+            images = (item.image,) if item.image else ()  # VQA: options scored with the image
             for shift in shifts:
                 rotated, back = rotate(item, shift)
                 ctx = prefix + with_passages(render(task, rotated, passages), passages)
                 for letter in rotated.options or {}:
                     cont = continuation(task, rotated, letter)
-                    requests.append(LoglikelihoodRequest(ctx, cont))
+                    requests.append(LoglikelihoodRequest(ctx, cont, images))
                     slots.append((idx, shift, back[letter], cont))
         scores = self.model.loglikelihood(requests)
         per: list[dict[int, dict[str, tuple[float, str]]]] = [{} for _ in items]
@@ -223,7 +270,11 @@ class Evaluator:
             if gen.stop and not cot:
                 sampling["stop"] = list(gen.stop)
             if k > 1:
-                sampling.update(temperature=self.options.temperature, seed=self.options.seed + j)
+                temperature = self.options.temperature
+                sampling.update(
+                    temperature=DEFAULT_TEMPERATURE if temperature is None else temperature,
+                    seed=self.options.seed + j,
+                )
             outputs.append(self.model.chat(messages, images, **sampling).text)
         answers = [extract(task.config.answer_type, o, item.options) for o in outputs]
         valid = [a for a in answers if a is not None]
@@ -293,14 +344,52 @@ def _argmax(scores: dict[str, float]) -> str:
     return max(scores, key=lambda k: scores[k])
 
 
+def _debias_applies(task: Task) -> bool:
+    """Rotating options needs lettered options: texts (yes/no/maybe) have no positions."""
+    return task.config.output_type == "multiple_choice" and task.config.prompt.choices == "letters"
+
+
+def check_applicable(tasks: Sequence[Task], options: EvalOptions) -> None:
+    """Refuse, before any model loads, a mode or option that no task of the run can use.
+
+    An option that applies to some tasks only is run where it applies and noted in the
+    others' results (``notes``); one that applies to none is an error, never a silent no-op.
+    """
+    for task in tasks:
+        kind = task.config.output_type
+        if options.mode == "mc" and kind not in ("multiple_choice", "vqa"):
+            raise InvalidRequestError(
+                f"task {task.name!r} is a {kind} task; log-likelihood scoring (--mode mc) needs "
+                "multiple-choice options",
+                hint="use --mode gen for this task",
+            )
+    names = ", ".join(t.name for t in tasks)
+    if options.debias and tasks and not any(_debias_applies(t) for t in tasks):
+        raise InvalidRequestError(
+            f"--debias does not apply to {names}: it rotates lettered options, and these "
+            "answer with option texts (e.g. yes/no/maybe)",
+            hint="drop --debias for these tasks",
+        )
+    if options.bias and tasks and not any(t.config.bias_swaps for t in tasks):
+        raise InvalidRequestError(
+            f"--bias does not apply to {names}: no task is marked bias_swaps (patient "
+            "vignettes whose sex/race/age can be swapped)",
+            hint="drop --bias, or add a vignette task such as medqa",
+        )
+
+
+def _notes(task: Task, options: EvalOptions) -> list[str]:
+    """Run options that did not apply to this task (they applied to another of the run)."""
+    notes = []
+    if options.debias and not _debias_applies(task):
+        notes.append("--debias not applied: the options are texts, not rotatable letters")
+    if options.bias and not task.config.bias_swaps:
+        notes.append("--bias not applied: the task has no demographic swaps (bias_swaps)")
+    return notes
+
+
 def _check_mode(task: Task, options: EvalOptions, model: CachedGenerator) -> None:
     kind = task.config.output_type
-    if options.mode == "mc" and kind != "multiple_choice":
-        raise InvalidRequestError(
-            f"task {task.name!r} is a {kind} task; log-likelihood scoring (--mode mc) needs "
-            "multiple-choice options",
-            hint="use --mode gen for this task",
-        )
     if kind in ("vqa", "report") and not model.supports_images:
         raise UnsupportedInputError(
             f"task {task.name!r} needs image input, but backend {model.backend!r} with model "
@@ -391,14 +480,30 @@ def _debiased(
     }
 
 
-def run_task(evaluator: Evaluator, task: Task, options: EvalOptions) -> dict[str, Any]:
-    """Evaluate one task; returns its section of results.json."""
+def run_task(
+    evaluator: Evaluator, task: Task, options: EvalOptions, split: TrainedSplit | None = None
+) -> dict[str, Any]:
+    """Evaluate one task; returns its section of results.json.
+
+    ``split``: a training run's split; the items it trained on are dropped (and counted).
+    """
     _check_mode(task, options, evaluator.model)
     if options.fewshot is not None:
         task.config.fewshot.n = options.fewshot
     if options.include_context is not None:
         task.include_context = options.include_context
-    items, exemplars, load = task.load_items(limit=options.limit)
+    items, exemplars, load = task.load_items(limit=options.limit, exclude=split)
+    notes = _notes(task, options)
+    if split is not None and not load.split_matches:
+        if options.exclude_split_strict:
+            raise SplitMismatchError(
+                f"task {task.name!r}: the split {split.path} (source {split.source or '?'}, "
+                f"key {split.key}) names none of its {load.n_rows} rows, so it cannot say what "
+                "was trained on (another run's or another dataset's split?)",
+                hint="pass the split.json of the run that trained this model on this task's "
+                "data, or evaluate the other tasks without --exclude-split",
+            )
+        notes.append(f"{split.path} names none of this task's rows: evaluated in full")
     _check_loaded(task, items, exemplars, load.n_rows)
     if options.shard is not None:
         items = [item for item in items if in_shard(item.id, *options.shard)]
@@ -420,6 +525,10 @@ def run_task(evaluator: Evaluator, task: Task, options: EvalOptions) -> dict[str
         "include_context": task.include_context,
         "rag": evaluator.retriever is not None,
     }
+    if split is not None:
+        result["excluded_trained"] = load.excluded  # items of the training split, dropped
+    if notes:
+        result["notes"] = notes
     result.update(score_predictions(task, items, preds, seed=options.seed))
     debiased = _debiased(task, items, preds, options.seed)
     if debiased is not None:
@@ -526,10 +635,11 @@ def run_eval(
     """
     options = options or EvalOptions()
     loaded = [t if isinstance(t, Task) else load_task(t) for t in tasks]
+    check_applicable(loaded, options)
+    split = read_split(options.exclude_split) if options.exclude_split else None
+    model_info = describe_model(generator)
     if out_dir is not None:  # refuse a folder holding another run before any model call
-        planned: dict[str, Any] = {
-            "model": {"backend": generator.backend, "model": generator.model_id}
-        }
+        planned: dict[str, Any] = {"model": model_info}
         planned["config"] = {**asdict(options), "tasks": [t.name for t in loaded]}
         check_out_dir(Path(out_dir), run_config_hash(planned), overwrite=overwrite)
     if cache is None:
@@ -541,14 +651,14 @@ def run_eval(
     evaluator = Evaluator(model, options, retriever=retriever, progress=progress)
     started = time.perf_counter()
     try:
-        sections = [run_task(evaluator, task, options) for task in loaded]
+        sections = [run_task(evaluator, task, options, split) for task in loaded]
         samples = [row for s in sections for row in s.pop("_samples")]
     finally:
         stats = cache.stats()
         cache.close()
     results: dict[str, Any] = {
         "schema_version": 1,
-        "model": {"backend": model.backend, "model": model.model_id},
+        "model": model_info,
         "config": {**asdict(options), "tasks": [t.name for t in loaded]},
         "environment": environment(),
         "tasks": {s["task"]: s for s in sections},
@@ -558,10 +668,30 @@ def run_eval(
             "model_calls": model.model_calls,
         },
     }
+    if split is not None:
+        results["held_apart"] = {
+            **split.record(),
+            "excluded_trained": {s["task"]: s.get("excluded_trained", 0) for s in sections},
+        }
     results["config_hash"] = run_config_hash(results)
     if out_dir is not None:
         write_results(results, Path(out_dir), report=report, samples=samples, overwrite=overwrite)
     return results
+
+
+def describe_model(generator: Generator) -> dict[str, Any]:
+    """results.json's ``model``: backend, model, the cache key and the load options behind it.
+
+    The key is part of the run's config hash, so a re-run in another dtype (or on another
+    server) into the same folder is a different run, not a resume.
+    """
+    load = generator.load_options()
+    return {
+        "backend": generator.backend,
+        "model": generator.model_id,
+        "key": model_key(load),
+        "load_options": load,
+    }
 
 
 def run_config_hash(results: dict[str, Any]) -> str:

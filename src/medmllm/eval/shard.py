@@ -6,14 +6,16 @@ with its own call cache inside ``DIR`` (``calls.sqlite``), and writes ``DIR/shar
 the shard's partial ``results.json``.
 
 ``medmllm eval merge DIR1 DIR2 … -o OUT`` checks that the shards belong together (same tasks,
-options, model fingerprint and ``n``; every shard once), pools their call caches, and re-runs
+options, model key and ``n``; every shard once), pools their call caches, and re-runs
 the ordinary runner over **all** items from that pooled cache with a generator that must never
 be called. The merged ``results.json`` / ``report.html`` therefore come from exactly the code path
 of an unsharded run, over the same model outputs: identical scores, CIs, calibration and item
 rows (only timing, cache counters and the environment stamp differ, as between any two runs).
 
-The model fingerprint includes a local model file's size and modification time: merge on a
-machine where the model path names the same file (hub ids and served model names need nothing).
+The model key (:func:`medmllm.eval.cache.model_key`) hashes the generator's canonical load
+options — backend, model, local files' sizes and times, dtype, device, model args, server URL —
+so shards of a float32 and a bfloat16 run, or of two servers under one model name, are refused.
+The merge itself needs no model: it replays the shards' recorded load options and answers.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from medmllm.errors import DataNotFoundError, InvalidRequestError, ShardMismatchError
-from medmllm.eval.cache import model_fingerprint
 from medmllm.eval.runner import EvalOptions, Progress, run_eval
 from medmllm.eval.task import Task
 from medmllm.models.generator import (
@@ -72,10 +73,18 @@ def _task_from_spec(spec: dict[str, Any]) -> Task:
     return task
 
 
-def _identity(fingerprint: str, options: EvalOptions, specs: list[dict[str, Any]]) -> dict:
-    """What must be equal for shards to merge (options without the shard, tasks, model)."""
+def _identity(
+    model: dict[str, Any], options: EvalOptions, specs: list[dict[str, Any]], split: str | None
+) -> dict:
+    """What must be equal for shards to merge (options without the shard, tasks, model, split)."""
     opts = {k: v for k, v in asdict(options).items() if k != "shard"}
-    return {"fingerprint": fingerprint, "options": opts, "tasks": specs}
+    return {
+        "fingerprint": model["key"],
+        "load_options": model["load_options"],
+        "options": opts,
+        "tasks": specs,
+        "split_sha256": split,
+    }
 
 
 def run_shard(
@@ -109,7 +118,8 @@ def run_shard(
         progress=progress, report=report, overwrite=overwrite,
     )  # fmt: skip
     specs = [_task_spec(t) for t in tasks]
-    identity = _identity(model_fingerprint(generator), options, specs)
+    split = (results.get("held_apart") or {}).get("sha256")
+    identity = _identity(results["model"], options, specs, split)
     record = {
         "kind": "medmllm-eval-shard",
         "shard": list(options.shard),
@@ -127,13 +137,22 @@ def run_shard(
 
 
 class _Replay(BaseGenerator):
-    """The Generator of a merge: every answer must come from the shards' pooled cache."""
+    """The Generator of a merge: every answer must come from the shards' pooled cache.
+
+    It claims the shards' recorded load options, so its cache key is theirs (the model itself
+    need not exist on the merging machine).
+    """
 
     supports_images = True
+    scores_images = True
 
-    def __init__(self, backend: str, model_id: str) -> None:
+    def __init__(self, backend: str, model_id: str, load: dict[str, Any]) -> None:
         super().__init__(model_id)
         self.backend = backend
+        self._load = load
+
+    def load_options(self) -> dict[str, Any]:
+        return dict(self._load)
 
     def _missing(self) -> ShardMismatchError:
         return ShardMismatchError(
@@ -192,7 +211,12 @@ def merge_shards(
                 if a["options"].get(k) != b["options"].get(k)
             )
             if a["fingerprint"] != b["fingerprint"]:
-                diff.append(f"model ({a['fingerprint']} vs {b['fingerprint']})")
+                la, lb = a.get("load_options") or {}, b.get("load_options") or {}
+                keys = sorted(k for k in {*la, *lb} if la.get(k) != lb.get(k))
+                what = ", ".join(f"{k} {la.get(k)!r} vs {lb.get(k)!r}" for k in keys)
+                diff.append(f"model key ({what or a['fingerprint'] + ' vs ' + b['fingerprint']})")
+            if a.get("split_sha256") != b.get("split_sha256"):
+                diff.append("held-apart split")
             if a["tasks"] != b["tasks"]:
                 diff.append("tasks")
             raise ShardMismatchError(
@@ -213,19 +237,29 @@ def merge_shards(
         )
     identity = first["identity"]
     options = EvalOptions(**{**identity["options"], "shard": None})
+    if options.exclude_split:
+        from medmllm.eval.split import read_split
+
+        if read_split(options.exclude_split).sha256 != identity.get("split_sha256"):
+            raise ShardMismatchError(
+                f"{options.exclude_split} has changed since the shards dropped its trained items",
+                hint="merge with the split.json the shards used (or re-run the shards)",
+            )
     tasks = [_task_from_spec(spec) for spec in identity["tasks"]]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".merge-") as tmp:
         pooled = Path(tmp) / "pooled.sqlite"
         _pool_caches([_cache_path(rec) for rec in records], pooled)
-        generator = _Replay(first["model"]["backend"], first["model"]["model"])
-        generator_fp = model_fingerprint(generator)
-        if generator_fp != identity["fingerprint"]:
+        if "load_options" not in identity:
             raise ShardMismatchError(
-                f"the model here ({generator_fp}) is not the shards' ({identity['fingerprint']})",
-                hint="merge where the model path names the same file as on the shard machines",
+                f"shard {first['folder']} was written by an older medmllm (no model load "
+                "options recorded)",
+                hint="re-run the shards with this version (their cache keys changed too)",
             )
+        generator = _Replay(
+            first["model"]["backend"], first["model"]["model"], identity["load_options"]
+        )
         results = run_eval(
             tasks, generator, replace(options), out_dir=None, cache_path=pooled,
             retriever=retriever, report=False,

@@ -43,6 +43,7 @@ from medmllm.eval.readers import (
     read_rows,
     relative_image_root,
 )
+from medmllm.eval.split import TrainedSplit
 from medmllm.prompts.cot import COT_INSTRUCTION, DIRECT_INSTRUCTION
 from medmllm.registry import Registry
 from medmllm.validation import config_error
@@ -182,6 +183,8 @@ class LoadReport:
     filtered: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_ids: list[str] = field(default_factory=list)
+    excluded: int = 0  # items the model was trained on (a run's split.json), dropped
+    split_matches: int = 0  # rows of the task the split names at all (0: the wrong split?)
 
     def skip(self, reason: str, item_id: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -473,13 +476,18 @@ class Task:
         return out
 
     def load_items(
-        self, *, limit: int | None = None, check_images: bool = True
+        self,
+        *,
+        limit: int | None = None,
+        check_images: bool = True,
+        exclude: TrainedSplit | None = None,
     ) -> tuple[list[Item], list[Item], LoadReport]:
         """Load (items, few-shot exemplars, load report).
 
         Exemplars taken from the task's own data are removed from the items, so no question is
         ever its own exemplar. Images that are missing or unreadable skip the item (counted in
-        the report) instead of failing the whole run.
+        the report) instead of failing the whole run. ``exclude``: a training run's split;
+        the items it trained on are dropped before ``limit`` applies (counted in the report).
         """
         report = LoadReport()
         rows = self.raw_rows()
@@ -498,12 +506,20 @@ class Task:
         items: list[Item] = []
         needs_image = self.config.output_type in ("vqa", "report")
         for path, number, row in rows:
-            if limit is not None and len(items) >= limit:
+            full = limit is not None and len(items) >= limit
+            if full and exclude is None:
                 break
             item = self.to_item(row, number, str(path or self.config.dataset.hf_id))
             if item is None:
-                report.filtered += 1
+                report.filtered += not full
                 continue
+            if exclude is not None:  # every row is named, so a split matching none is caught
+                report.split_matches += exclude.known(path, item.id)
+                if full:
+                    continue
+                if exclude.trained(path, item.id):
+                    report.excluded += 1
+                    continue
             if needs_image:
                 problem = _check_image(item, self.image_roots(path), check_images)
                 if problem:

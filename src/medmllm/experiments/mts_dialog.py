@@ -13,8 +13,9 @@ own prompt rendering, answer extraction, metrics and bootstrap CIs
   lengths, capped): an allergy line needs ~20 tokens, a history of present illness hundreds.
 - **Constant baselines**, chosen on training rows only: the one training note (of those up to
   60 words) that scores the best mean ROUGE-L on the tune split, written for every dialogue;
-  and a stronger one, the best such note per section header. (The harness's own constant — the most common
-  *evaluated* reference — is kept in the JSON, but it is picked by looking at the answers.)
+  and a stronger one, the best such note per section header. (The harness's own constant — the
+  most common *evaluated* reference — is kept in the JSON, but it is picked by looking at the
+  answers.)
 - **Paired differences**: per-item ROUGE-L of one model minus another's on the same rows,
   with a bootstrap CI; tighter than comparing two separate intervals.
 """
@@ -209,7 +210,7 @@ def evaluate(
     The section is saved in ``out/mts.json`` with a key of (model, prompts, budgets), so a rerun
     of an unchanged stage reuses it.
     """
-    from medmllm.eval.cache import model_fingerprint
+    from medmllm.eval.cache import model_key
     from medmllm.eval.extract import extract
     from medmllm.eval.predictions import Prediction
     from medmllm.eval.prompting import chat_prompt
@@ -224,7 +225,7 @@ def evaluate(
     prompts = [chat_prompt(task, item, [], cot=False) for item in items]
     limits = [budgets.get(headers[item.id], default_budget) for item in items]
     key = config_hash(
-        {"model": model_fingerprint(generator), "prompts": prompts, "max_tokens": limits}
+        {"model": model_key(generator.load_options()), "prompts": prompts, "max_tokens": limits}
     )
     path = out / "mts.json"
     if path.is_file():

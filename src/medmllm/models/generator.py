@@ -114,10 +114,21 @@ class StreamChunk:
 
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
-    """Score ``continuation`` after ``context`` (e.g. a question prompt and ``" B"``)."""
+    """Score ``continuation`` after ``context`` (e.g. a question prompt and ``" B"``).
+
+    ``images`` are what the context asks about (VQA scored by option likelihood): a multimodal
+    backend scores the continuation as the start of its reply to the context *with* the images,
+    as :meth:`Generator.chat` would see them; a backend that cannot is refused, never answered
+    text-only. A plain ``(context, continuation)`` tuple is accepted wherever requests are.
+    """
 
     context: str
     continuation: str
+    images: tuple[ImageInput, ...] = field(default=(), hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, tuple):  # a list from callers; frozen, so set directly
+            object.__setattr__(self, "images", tuple(self.images or ()))
 
 
 @dataclass(frozen=True)
@@ -196,6 +207,40 @@ class Generator(Protocol):
         """Release engine resources (servers, threads); safe to call twice."""
         ...
 
+    def load_options(self) -> dict[str, Any]:
+        """What decides this model's outputs, canonical and JSON-able (the eval cache key)."""
+        ...
+
+
+def local_files(model: str | Path | None) -> list[str] | None:
+    """``name:size:mtime`` of a local model file, or of the files at the top of a model folder
+    (+ a LoRA adapter's local base model, under ``base/``); None for hub ids and served names.
+
+    Part of the eval cache key, so retrained weights at the same path never reuse old answers.
+    """
+    if model is None:
+        return None
+    path = Path(model).expanduser()
+    try:
+        if path.is_file():
+            stat = path.stat()
+            return [f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"]
+        if not path.is_dir():
+            return None
+        out = []
+        for file in sorted(p for p in path.iterdir() if p.is_file()):
+            stat = file.stat()
+            out.append(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        adapter = path / "adapter_config.json"
+        if adapter.is_file():
+            import json
+
+            base = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
+            out += [f"base/{f}" for f in local_files(base) or []] if base else []
+        return out
+    except (OSError, ValueError):  # a hub id that is no valid path, an unreadable adapter config
+        return None
+
 
 class BaseGenerator(abc.ABC):
     """Shared plumbing: argument checks, ``chat`` built on ``stream``, timing.
@@ -206,6 +251,8 @@ class BaseGenerator(abc.ABC):
 
     backend: str = ""
     supports_images: bool = False
+    # whether _loglikelihood uses LoglikelihoodRequest.images (chat may take images without it)
+    scores_images: bool = False
 
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
@@ -260,6 +307,12 @@ class BaseGenerator(abc.ABC):
                 reqs[i] = req = LoglikelihoodRequest(*req)  # accept (context, continuation)
             if not req.continuation:
                 raise InvalidRequestError(f"loglikelihood request {i} has an empty continuation")
+            if req.images and not self.scores_images:
+                raise UnsupportedInputError(
+                    f"backend {self.backend!r} with model {self.model_id!r} cannot score "
+                    f"continuations with images (request {i} has {len(req.images)})",
+                    hint="score image questions with a MedMLLM (mllm backend), or use --mode gen",
+                )
         return self._loglikelihood(reqs) if reqs else []
 
     # -- context window (issue 13: count before calling, refuse what cannot fit) ---------------
@@ -290,6 +343,25 @@ class BaseGenerator(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release engine resources (servers, threads); safe to call twice."""
+
+    def load_options(self) -> dict[str, Any]:
+        """Backend, model, the local weights' fingerprint (:func:`local_files`) and every load
+        option that changes outputs (dtype, device, model args, server URL…), canonical.
+
+        This is the model's identity for the eval call cache and shard merging: two generators
+        with equal load options must give the same answers. Backends add their options in
+        :meth:`_output_options`; performance-only knobs (batch size, threads) stay out.
+        """
+        return {
+            "backend": self.backend,
+            "model": self.model_id,
+            "files": local_files(self.model_id),
+            **self._output_options(),
+        }
+
+    def _output_options(self) -> dict[str, Any]:
+        """The backend's own output-changing load options (JSON-able; overrides ``files``)."""
+        return {}
 
     def __enter__(self) -> BaseGenerator:
         return self
@@ -377,6 +449,7 @@ BACKENDS: Registry[type[BaseGenerator]] = Registry("backend")
 BACKENDS.register_lazy("hf", "medmllm.models.backends.hf:HFGenerator")
 BACKENDS.register_lazy("llamacpp", "medmllm.models.backends.llamacpp:LlamaCppGenerator")
 BACKENDS.register_lazy("openai", "medmllm.models.backends.openai:OpenAIGenerator")
+BACKENDS.register_lazy("mllm", "medmllm.models.backends.mllm:MLLMGenerator")
 
 
 Purpose = Literal["chat", "score"]
@@ -397,8 +470,14 @@ def default_backend(purpose: Purpose = "chat") -> str:
     return "llamacpp" if importlib.util.find_spec("llama_cpp") is not None else "hf"
 
 
-def check_options(cls: type[BaseGenerator], name: str, options: dict[str, Any]) -> None:
-    """Refuse options a backend does not take, naming the ones it does (before loading)."""
+def check_options(
+    cls: type[BaseGenerator], name: str, options: dict[str, Any], *, given_as: str | None = None
+) -> None:
+    """Refuse options a backend does not take, naming the ones it does (before loading).
+
+    ``given_as``: the backend name the user chose when it hands over to ``name`` (an MLLM
+    folder under ``hf``), so the message says what happened.
+    """
     import inspect
 
     params = inspect.signature(cls.__init__).parameters
@@ -407,11 +486,29 @@ def check_options(cls: type[BaseGenerator], name: str, options: dict[str, Any]) 
     takes = [p for p in params if p not in ("self", "model")]
     unknown = sorted(set(options) - set(takes))
     if unknown:
-        raise InvalidRequestError(
-            f"backend {name!r} does not take option(s) {unknown}",
-            hint=f"it takes: {', '.join(takes)}; e.g. --device/--dtype apply to hf, "
-            "--timeout/--concurrency to openai",
+        flags = ", ".join(_FLAGS.get(k, k) for k in unknown)
+        what = f"backend {name!r}" + (
+            f" (the model is a MedMLLM folder, which --backend {given_as} hands to it)"
+            if given_as
+            else ""
         )
+        raise InvalidRequestError(
+            f"{what} does not take option(s) {unknown} ({flags})",
+            hint=f"drop {flags}; it takes: {', '.join(takes) or 'no options'} "
+            "(--device/--dtype/--model-arg apply to hf, --base-url/--timeout/--concurrency to "
+            "openai)",
+        )
+
+
+# the CLI flag of each load option, for messages
+_FLAGS = {
+    "dtype": "--dtype",
+    "device": "--device",
+    "model_kwargs": "--model-arg",
+    "base_url": "--base-url",
+    "timeout": "--timeout",
+    "concurrency": "--concurrency",
+}
 
 
 def load_generator(

@@ -5,11 +5,13 @@ prompt, citations, grounding score, crisis flag and status. Lines are written by
 library's :class:`~logging.handlers.RotatingFileHandler` (rotation by size, ``audit.jsonl.1`` …)
 with an ``fsync`` after every record, so an acknowledged request is on disk even if the machine
 loses power. Each record carries the SHA-256 of the previous one (``prev``), so a deleted or
-edited line breaks the chain (:func:`verify_chain`).
+edited line breaks the chain (:func:`verify_chain`). Users are pseudonymised with a keyed hash
+under the site's secret salt (:mod:`medmllm.safety.salt`); an empty salt is refused, because an
+unsalted hash of a user name or staff id is reversed by hashing the staff list.
 
 Example:
     >>> from medmllm.safety.audit import AuditLog
-    >>> log = AuditLog("audit/audit.jsonl", salt="site-secret")  # doctest: +SKIP
+    >>> log = AuditLog("audit/audit.jsonl")  # salted with the site salt  # doctest: +SKIP
     >>> log.record(user="dr.wong", prompt="<NAME> has chest pain")  # doctest: +SKIP
 """
 
@@ -27,6 +29,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medmllm.errors import ConfigError
+from medmllm.safety.salt import resolve_salt
+
 
 class AuditConfig(BaseModel):
     """Where and how the audit log is written."""
@@ -36,7 +41,11 @@ class AuditConfig(BaseModel):
     path: Path = Field(description="The JSONL file (rotated copies get .1, .2 … suffixes).")
     max_bytes: int = Field(10_000_000, ge=1_000, description="Rotate when the file passes this.")
     backups: int = Field(20, ge=1, description="Rotated files kept.")
-    salt: str = Field("", description="Secret mixed into user hashes (set one per site).")
+    salt: str | None = Field(
+        None,
+        description="Secret mixed into user hashes; None: the site salt (MEDMLLM_HASH_SALT or "
+        "generated once under MEDMLLM_HOME). An empty or short salt is refused.",
+    )
     fsync: bool = Field(True, description="fsync after every record (durable, slower).")
 
 
@@ -54,8 +63,13 @@ class _FsyncRotatingHandler(RotatingFileHandler):
             os.fsync(self.stream.fileno())
 
 
-def hash_user(user: str | None, salt: str = "") -> str | None:
+def hash_user(user: str | None, salt: str) -> str | None:
     """A stable pseudonym for a user or API key (16 hex digits of a salted SHA-256)."""
+    if not salt:
+        raise ConfigError(
+            "refusing to hash a user without a salt (it could be reversed from a staff list)",
+            hint="pass the site salt: medmllm.safety.salt.site_salt()",
+        )
     if not user:
         return None
     return hashlib.sha256(f"{salt}\x00user\x00{user}".encode()).hexdigest()[:16]
@@ -73,6 +87,7 @@ class AuditLog:
 
     def __init__(self, path: str | Path | AuditConfig, **options: Any) -> None:
         self.config = path if isinstance(path, AuditConfig) else AuditConfig(path=path, **options)
+        self._salt = resolve_salt(self.config.salt)  # before any file is touched
         self.config.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._prev = _last_hash(self.config.path)
@@ -107,7 +122,7 @@ class AuditLog:
         """Append one record (``prompt`` must already be de-identified); returns it."""
         entry: dict[str, Any] = {
             "ts": round(time.time(), 3),
-            "user": hash_user(user, self.config.salt),
+            "user": hash_user(user, self._salt),
             "route": route,
             "model": model,
             "latency_s": None if latency_s is None else round(latency_s, 4),

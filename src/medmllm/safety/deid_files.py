@@ -43,7 +43,11 @@ def deid_record(
 
     Nested objects and lists are walked; only strings are changed.
     """
-    state = deid.surrogates_for(json.dumps(row, sort_keys=True, ensure_ascii=False))
+    state = (
+        deid.surrogates_for(json.dumps(row, sort_keys=True, ensure_ascii=False))
+        if deid.config.operator == "surrogate"
+        else None
+    )
 
     def walk(value: Any, selected: bool) -> Any:
         if isinstance(value, str):
@@ -115,7 +119,7 @@ def deid_stream(
             if progress is not None:
                 progress(len(line))
         return counts
-    state = deid.surrogates_for(name)
+    state = deid.surrogates_for(name) if deid.config.operator == "surrogate" else None
     for block in _text_blocks(src):
         result = deid.deidentify(block, state=state)
         counts.update(s.type for s in result.spans)

@@ -6,11 +6,15 @@ eval cache share:
 * :meth:`Guard.check` — the crisis verdict on a user turn, and the safe-messaging reply to send
   *instead of* a model answer when it is flagged;
 * :meth:`Guard.scrub` — PHI removed (type tags by default) from anything that will be stored;
+* :meth:`Guard.protect` — the generator wrapped so that the model sees scrubbed text only
+  (:class:`~medmllm.safety.scrub.ScrubbingGenerator`);
 * :meth:`Guard.audit` — one audit record with the hashed user and the scrubbed prompt;
 * :class:`DeidCallCache` — an eval call cache that stores model outputs de-identified.
 
-The model itself still sees the original text (it runs on the hospital's own hardware); set
-``deidentify_model_input=True`` to send it scrubbed text too (e.g. to a hosted backend).
+What the model sees (``deidentify_model_input``): by default (``None``) the original text for a
+model on this machine (it never leaves the site, and names and dates can matter clinically) and
+scrubbed text for a backend that sends it to another server (``openai``: a hosted API, or vLLM
+elsewhere); ``True`` scrubs for every backend, ``False`` for none.
 
 Example:
     >>> from medmllm.safety.guard import Guard, GuardConfig
@@ -34,6 +38,7 @@ from medmllm.models.generator import Generator
 from medmllm.safety.audit import AuditConfig, AuditLog
 from medmllm.safety.crisis import CrisisConfig, CrisisDetector, CrisisResult
 from medmllm.safety.phi import Deidentifier, Operator
+from medmllm.safety.scrub import ScrubbingGenerator
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,11 @@ class GuardConfig(BaseModel):
 
     audit_path: Path | None = Field(None, description="Audit JSONL file; None: no audit log.")
     audit_max_bytes: int = Field(10_000_000, ge=1_000, description="Rotate the audit log here.")
-    salt: str = Field("", description="Secret for user hashes and PHI hashes (one per site).")
+    salt: str | None = Field(
+        None,
+        description="Secret for user and PHI hashes; None: the site salt (MEDMLLM_HASH_SALT or "
+        "generated once under MEDMLLM_HOME). Empty or short: refused.",
+    )
     scrub_operator: Operator = Field(
         "tag", description="How PHI is removed from stored text: mask | tag | hash | surrogate."
     )
@@ -53,8 +62,10 @@ class GuardConfig(BaseModel):
         default_factory=CrisisConfig, description="Crisis detection and its resources."
     )
     crisis_check: bool = Field(True, description="Check user turns for self-harm / violence.")
-    deidentify_model_input: bool = Field(
-        False, description="Also send de-identified text to the model (for remote backends)."
+    deidentify_model_input: bool | None = Field(
+        None,
+        description="Send the model de-identified text: None = only when the backend sends it "
+        "to another server (openai), True = always, False = never.",
     )
 
 
@@ -111,11 +122,29 @@ class Guard:
                 )
             return self._deid
 
-    def warm_up(self) -> None:
+    def warm_up(self, generator: Generator | None = None) -> None:
         """Load the PHI analyzer (spaCy + Presidio, seconds) now when this configuration scrubs
-        every turn (an audit log or de-identified model input), not in the first request."""
-        if self.audit_log is not None or self.config.deidentify_model_input:
+        every turn (an audit log, or model input to ``generator``), not in the first request."""
+        scrubs_input = generator is not None and self.scrubs_model_input(generator)
+        if self.audit_log is not None or scrubs_input:
             self.deidentifier.analyze("warm-up")
+
+    def scrubs_model_input(self, generator: Generator) -> bool:
+        """Whether :meth:`protect` scrubs what ``generator`` receives (see the module doc)."""
+        if isinstance(generator, ScrubbingGenerator):
+            return True
+        if self.config.deidentify_model_input is not None:
+            return self.config.deidentify_model_input
+        from medmllm.models.backends.openai import OpenAIGenerator
+
+        return isinstance(generator, OpenAIGenerator)
+
+    def protect(self, generator: Generator) -> Generator:
+        """``generator`` wrapped so that the model receives de-identified text, when this
+        configuration scrubs its input; else ``generator`` itself. Idempotent."""
+        if isinstance(generator, ScrubbingGenerator) or not self.scrubs_model_input(generator):
+            return generator
+        return ScrubbingGenerator(generator, self.scrub)
 
     def check(self, text: str) -> Verdict:
         """Crisis verdict on one user turn; ``reply`` is set when the model must not answer."""
@@ -129,10 +158,6 @@ class Guard:
         if not text:
             return text
         return self.deidentifier.deidentify(text).text
-
-    def model_input(self, text: str) -> str:
-        """What the model receives: the text itself, or scrubbed when so configured."""
-        return self.scrub(text) if self.config.deidentify_model_input else text
 
     def audit(
         self,

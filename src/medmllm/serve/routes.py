@@ -1,5 +1,10 @@
-"""medmllm's own routes: /v1/ask (grounded answer, streamed for the web UI), /v1/deid and
-/v1/apps/NAME (every registered clinical application, through the same guard)."""
+"""medmllm's own routes: /v1/ask (grounded answer, streamed for the web UI), /v1/agent (the
+tool-using agent), /v1/deid and /v1/apps/NAME (every registered clinical application).
+
+Each one is admitted like the OpenAI routes (429 when full) and runs under the request's one
+deadline; the model they reach is the server's wrapped one (cancellable, de-identifying when so
+configured), and user text is crisis-checked by the guard first.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from medmllm.serve.state import ApiError, ServerState, require_key, sse_response
+from medmllm.serve.state import ApiError, ServerState, check_max_tokens, require_key, sse_response
 
 
 class AskRequest(BaseModel):
@@ -21,6 +26,18 @@ class AskRequest(BaseModel):
     temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy.")
     k: int | None = Field(None, ge=1, le=20, description="Passages retrieved (default: server's).")
     stream: bool = Field(False, description="Server-sent events: deltas, then the answer.")
+    user: str | None = Field(None, max_length=256, description="End-user id (hashed in audit).")
+
+
+class AgentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(
+        min_length=1, max_length=20_000, description="The question, with its values in prose."
+    )
+    tools: list[str] | None = Field(
+        None, max_length=64, description="Tool names to offer (default: every built-in tool)."
+    )
+    max_steps: int = Field(4, ge=1, le=8, description="Model calls at most.")
     user: str | None = Field(None, max_length=256, description="End-user id (hashed in audit).")
 
 
@@ -38,15 +55,20 @@ def build_medmllm_router(state: ServerState) -> APIRouter:
         """A grounded answer with citations and per-sentence grounding (RAG when configured)."""
         from medmllm.assistant import Answer, Assistant
 
-        retriever = await state.runner.call(state.retriever)
+        check_max_tokens(state, req.max_tokens)
+        slot = state.runner.admit()
+        try:
+            retriever = await state.runner.call(slot, state.retriever)
+        except BaseException:
+            slot.release()
+            raise
         bot = Assistant(
-            state.generator,  # type: ignore[arg-type]
+            state.generator,
             retriever=retriever,
             k=req.k or state.config.top_k,
             guard=state.guard,
             user=req.user or user_hash,
         )
-        slot = state.runner.admit()
 
         def items() -> Any:
             return bot.stream(req.question, max_tokens=req.max_tokens, temperature=req.temperature)
@@ -55,7 +77,7 @@ def build_medmllm_router(state: ServerState) -> APIRouter:
 
             async def events() -> AsyncIterator[dict[str, Any]]:
                 try:
-                    async for item in state.runner.iterate(items):
+                    async for item in state.runner.iterate(slot, items):
                         if isinstance(item, Answer):
                             if "crisis" in item.extra:
                                 state.crisis.inc()
@@ -70,7 +92,7 @@ def build_medmllm_router(state: ServerState) -> APIRouter:
             return sse_response(events())
         with slot:
             final: Answer | None = None
-            async for item in state.runner.iterate(items):
+            async for item in state.runner.iterate(slot, items):
                 if isinstance(item, Answer):
                     final = item
         assert final is not None
@@ -78,14 +100,71 @@ def build_medmllm_router(state: ServerState) -> APIRouter:
             state.crisis.inc()
         return final.to_dict()
 
+    @router.post("/agent")
+    async def agent(
+        req: AgentRequest, user_hash: str | None = Depends(require_key)
+    ) -> dict[str, Any]:
+        """The tool-using agent (calculators, ICD-10-CM, interactions; search with an index)."""
+        from medmllm.agent.loop import Agent, AgentConfig
+        from medmllm.agent.tools import TOOLS, builtin_tools
+        from medmllm.agent.tools.retrieve import retrieval_tool
+
+        tools = [TOOLS.get(n) for n in req.tools] if req.tools else builtin_tools()
+        start = time.perf_counter()
+        verdict = state.guard.check(req.question)
+        audit_user = req.user or user_hash
+        if verdict.reply is not None:
+            state.crisis.inc()
+            state.guard.audit(
+                prompt=req.question,
+                user=audit_user,
+                model=state.model_name,
+                route="agent",
+                latency_s=time.perf_counter() - start,
+                crisis=verdict.crisis,
+                status="crisis",
+            )
+            return {
+                "answer": verdict.reply,
+                "status": "final",
+                "trace": [],
+                "medmllm": {"crisis": verdict.crisis.to_dict()},
+            }
+        limit = state.config.max_tokens_limit
+        config = AgentConfig(
+            max_steps=req.max_steps,
+            max_tokens_per_step=max(16, min(160, limit)),
+            max_total_tokens=max(64, min(6000, limit * req.max_steps)),
+        )
+        with state.runner.admit() as slot:
+            retriever = await state.runner.call(slot, state.retriever)
+            if retriever is not None:
+                tools = [*tools, retrieval_tool(retriever)]
+            bot = Agent(state.generator, tools, config)
+            answer = await state.runner.call(slot, bot.run, req.question)
+        state.tokens.inc(answer.tokens)
+        state.guard.audit(
+            prompt=req.question,
+            user=audit_user,
+            model=state.model_name,
+            route="agent",
+            latency_s=time.perf_counter() - start,
+            crisis=verdict.crisis,
+        )
+        return answer.model_dump(mode="json")
+
     @router.post("/deid")
     async def deid(req: DeidRequest) -> dict[str, Any]:
-        """De-identify text with the server's PHI recognizers."""
+        """De-identify text with the server's PHI recognizers (admitted like a model call)."""
         from medmllm.safety.phi import Deidentifier
 
+        def job() -> Any:
+            engine = Deidentifier(operator=req.operator, salt=state.guard.config.salt)
+            return engine.deidentify(req.text)
+
         start = time.perf_counter()
-        engine = Deidentifier(operator=req.operator, salt=state.guard.config.salt)
-        result = await state.runner.call(engine.deidentify, req.text)
+        with state.runner.admit() as slot:
+            result = await state.runner.call(slot, job)
         return {
             "text": result.text,
             "entities": [s.to_dict() for s in result.spans],
@@ -116,10 +195,12 @@ def build_medmllm_router(state: ServerState) -> APIRouter:
 
         if name not in APPS:
             raise ApiError(404, f"unknown app {name!r}; available: {', '.join(APPS.names())}")
-        retriever = await state.runner.call(state.retriever)
-        job = functools.partial(run_app, name, body, state.generator, retriever, guard=state.guard)
-        with state.runner.admit():
-            result = await state.runner.call(job)
+        with state.runner.admit() as slot:
+            retriever = await state.runner.call(slot, state.retriever)
+            job = functools.partial(
+                run_app, name, body, state.generator, retriever, guard=state.guard
+            )
+            result = await state.runner.call(slot, job)
         return result.model_dump(mode="json")
 
     return router

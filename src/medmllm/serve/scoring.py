@@ -6,18 +6,27 @@ and chats; the legacy ``/v1/completions`` route also needs *per-token* prompt lo
 backend score multiple choice) and completion of raw text without a chat template. Those need
 the model's tokenizer and logits, which only the transformers backend exposes, so this module
 serves them for :class:`~medmllm.models.backends.hf.HFGenerator` and says so clearly otherwise.
+The chat route's ``logprobs=true`` also works for a MedMLLM
+(:class:`~medmllm.models.backends.mllm.MLLMGenerator`), scored with the request's image.
 
 Alignment follows OpenAI / vLLM: ``token_logprobs[i]`` is log p(token i | tokens < i), from the
 logits at position i-1; the first token has ``None`` unless the model prepends a BOS token.
+
+Given the server's generator, these functions reach the transformers model under its wrappers:
+text is de-identified first when the server scrubs model input (the model scores what it would
+generate from), and raw generation stops at the request's deadline like every other call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from medmllm.errors import UnsupportedInputError
-from medmllm.models.generator import BaseGenerator, SamplingParams
+from medmllm.models.generator import Generator, ImageInput, SamplingParams
+from medmllm.safety.scrub import ScrubbingGenerator
+from medmllm.serve.runtime import CancellableGenerator, cancel_requested, check_cancelled
 
 
 @dataclass
@@ -28,6 +37,7 @@ class TokenLogprobs:
     token_logprobs: list[float | None] = field(default_factory=list)
     top_logprobs: list[dict[str, float] | None] = field(default_factory=list)
     text_offset: list[int] = field(default_factory=list)
+    text: str = ""  # the text scored, as the model saw it (de-identified when the server scrubs)
 
     def extend(self, other: TokenLogprobs, offset: int) -> None:
         self.tokens += other.tokens
@@ -44,23 +54,56 @@ class TokenLogprobs:
         }
 
 
-def _hf(gen: BaseGenerator) -> Any:
+def _as_is(text: str) -> str:
+    return text
+
+
+def _unwrap(gen: Generator) -> tuple[Generator, Callable[[str], str]]:
+    """The model under the server's wrappers, and the scrubbing its input goes through."""
+    scrub: Callable[[str], str] = _as_is
+    if isinstance(gen, ScrubbingGenerator):
+        scrub, gen = gen.scrub, gen.inner
+    if isinstance(gen, CancellableGenerator):
+        gen = gen.inner
+    return gen, scrub
+
+
+def _hf(gen: Generator) -> tuple[Any, Callable[[str], str]]:
     from medmllm.models.backends.hf import HFGenerator
 
-    if not isinstance(gen, HFGenerator):
+    model, scrub = _unwrap(gen)
+    if not isinstance(model, HFGenerator):
         raise UnsupportedInputError(
             f"per-token logprobs and raw completions need the hf backend; this server runs "
             f"{gen.backend!r}",
             hint="start `medmllm serve --backend hf`, or use /v1/chat/completions",
         )
-    return gen
+    return model, scrub
 
 
-def supports_tokens(gen: BaseGenerator) -> bool:
+def supports_tokens(gen: Generator) -> bool:
     """Whether :func:`prompt_logprobs` and :func:`complete_raw` work with this generator."""
     from medmllm.models.backends.hf import HFGenerator
 
-    return isinstance(gen, HFGenerator)
+    return isinstance(_unwrap(gen)[0], HFGenerator)
+
+
+def supports_chat_logprobs(gen: Generator) -> bool:
+    """Whether the chat route can return ``logprobs`` (hf, and MedMLLM with its image)."""
+    from medmllm.models.backends.hf import HFGenerator
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    return isinstance(_unwrap(gen)[0], HFGenerator | MLLMGenerator)
+
+
+def _scorer(gen: Generator) -> tuple[Any, Callable[[str], str]]:
+    """The model that scores text (hf, or a MedMLLM with its image) and the input scrubbing."""
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    model, scrub = _unwrap(gen)
+    if isinstance(model, MLLMGenerator):
+        return model, scrub
+    return _hf(gen)
 
 
 def _encode_with_offsets(gen: Any, text: str) -> tuple[list[int], list[tuple[int, int]], int]:
@@ -72,22 +115,40 @@ def _encode_with_offsets(gen: Any, text: str) -> tuple[list[int], list[tuple[int
     return prefix + ids, [(0, 0)] * len(prefix) + offsets, len(prefix)
 
 
-def prompt_logprobs(gen: BaseGenerator, text: str, top: int = 0) -> tuple[TokenLogprobs, Any]:
+def prompt_logprobs(
+    gen: Generator, text: str, top: int = 0, images: list[ImageInput] | None = None
+) -> tuple[TokenLogprobs, Any]:
     """Per-token log-probs of ``text`` (one forward pass) and the next-token log-probs.
 
+    ``images``: a MedMLLM's image, spliced at the placeholders ``text`` holds (the chat
+    prompt of :func:`chat_prompt_text`); other backends score text only.
+
     Returns:
-        (logprobs of the text's tokens, log-prob vector of the token after the text).
+        (logprobs of the text's tokens, log-prob vector of the token after the text); the
+        first's ``text`` is what was scored (de-identified when the server scrubs).
     """
-    hf = _hf(gen)
+    model, scrub = _scorer(gen)
+    return _scored(model, scrub(text), top, images)
+
+
+def _scored(
+    model: Any, text: str, top: int, images: list[ImageInput] | None = None
+) -> tuple[TokenLogprobs, Any]:
     import torch
 
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    hf = model
     ids, offsets, n_prefix = _encode_with_offsets(hf, text)
     if not ids:
         ids, offsets, n_prefix = [hf.tokenizer.eos_token_id], [(0, 0)], 1
-    with torch.inference_mode():
-        logits = hf.model(input_ids=torch.tensor([ids], device=hf.device)).logits[0]
+    if isinstance(hf, MLLMGenerator):
+        logits = hf.sequence_logits(ids, images[0] if images else None)
+    else:
+        with torch.inference_mode():
+            logits = hf.model(input_ids=torch.tensor([ids], device=hf.device)).logits[0]
     logp = torch.log_softmax(logits.float(), dim=-1)
-    out = TokenLogprobs()
+    out = TokenLogprobs(text=text)
     for i in range(n_prefix, len(ids)):
         start, end = offsets[i]
         out.tokens.append(text[start:end] or hf.tokenizer.decode([ids[i]]))
@@ -111,17 +172,22 @@ def _top(hf: Any, row: Any, k: int) -> dict[str, float]:
 
 
 def complete_raw(
-    gen: BaseGenerator, prompt: str, params: SamplingParams, top: int = 0
+    gen: Generator, prompt: str, params: SamplingParams, top: int = 0
 ) -> tuple[str, TokenLogprobs, str, int, int]:
-    """Continue ``prompt`` as raw text (no chat template).
+    """Continue ``prompt`` as raw text (no chat template); stops at the request's deadline.
 
     Returns:
         (text, logprobs of the generated tokens, finish reason, prompt tokens, completion tokens).
     """
-    hf = _hf(gen)
+    hf, scrub = _hf(gen)
     import torch
+    import transformers
 
-    ids, _, _ = _encode_with_offsets(hf, prompt)
+    class _Deadline(transformers.StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+            return cancel_requested()
+
+    ids, _, _ = _encode_with_offsets(hf, scrub(prompt))
     input_ids = torch.tensor([ids], device=hf.device)
     kwargs: dict[str, Any] = {
         "input_ids": input_ids,
@@ -130,6 +196,7 @@ def complete_raw(
         "pad_token_id": hf.tokenizer.pad_token_id,
         "output_scores": True,
         "return_dict_in_generate": True,
+        "stopping_criteria": transformers.StoppingCriteriaList([_Deadline()]),
     }
     if params.temperature > 0:
         kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
@@ -139,6 +206,7 @@ def complete_raw(
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     with torch.inference_mode():
         out = hf.model.generate(**kwargs)
+    check_cancelled()  # stopped for the deadline: not a finished completion
     new = out.sequences[0, len(ids) :].tolist()
     eos = hf.tokenizer.eos_token_id
     finish = "stop" if new and new[-1] == eos else "length"
@@ -167,10 +235,20 @@ def complete_raw(
 
 
 def completion_logprobs(
-    gen: BaseGenerator, prompt_text: str, completion: str, top: int = 0
+    gen: Generator,
+    prompt_text: str,
+    completion: str,
+    top: int = 0,
+    images: list[ImageInput] | None = None,
 ) -> TokenLogprobs:
-    """Log-probs of ``completion``'s tokens after ``prompt_text`` (chat ``logprobs=true``)."""
-    scored, _ = prompt_logprobs(gen, prompt_text + completion, top)
+    """Log-probs of ``completion``'s tokens after ``prompt_text`` (chat ``logprobs=true``).
+
+    ``prompt_text`` is :func:`chat_prompt_text`'s (already what the model saw) and
+    ``completion`` the model's own reply, so neither is scrubbed again here; ``images`` are a
+    MedMLLM's, spliced at the placeholders ``prompt_text`` holds.
+    """
+    model, _ = _scorer(gen)
+    scored, _ = _scored(model, prompt_text + completion, top, images)
     out = TokenLogprobs()
     for i, off in enumerate(scored.text_offset):
         if off >= len(prompt_text):
@@ -181,9 +259,18 @@ def completion_logprobs(
     return out
 
 
-def chat_prompt_text(gen: BaseGenerator, messages: list[dict[str, str]]) -> str:
-    """The text the hf backend feeds the model for ``messages`` (its chat template)."""
-    hf = _hf(gen)
+def chat_prompt_text(
+    gen: Generator, messages: list[dict[str, str]], images: list[ImageInput] | None = None
+) -> str:
+    """The text the backend feeds the model for ``messages`` (its chat template; a MedMLLM's
+    with the image placeholders when there are ``images``), de-identified when the server
+    scrubs."""
+    from medmllm.models.backends.mllm import MLLMGenerator
+
+    hf, scrub = _scorer(gen)
+    messages = [{**m, "content": scrub(m["content"])} for m in messages]
+    if isinstance(hf, MLLMGenerator):
+        return hf.mllm.prompt_text(messages, with_image=bool(images))
     if hf.tokenizer.chat_template:
         return str(
             hf.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -1,13 +1,22 @@
-"""Run the app with uvicorn: the library function behind ``medmllm serve``."""
+"""Run the app with uvicorn: the library function behind ``medmllm serve``.
+
+A server bound to an address other people can reach must check who calls it: without API keys
+on a non-loopback host, :func:`serve` refuses to start (``insecure=True`` overrides it, with a
+warning on every start).
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from medmllm.errors import ConfigError
 from medmllm.serve.app import ServeConfig, create_app
+
+log = logging.getLogger("medmllm.serve")
 
 
 def read_key_hashes(path: str | Path) -> list[str]:
@@ -31,6 +40,35 @@ def keys_from_env(var: str = "MEDMLLM_API_KEYS") -> list[str]:
     return [k.strip() for k in os.environ.get(var, "").split(",") if k.strip()]
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def check_exposure(config: ServeConfig, host: str, *, insecure: bool = False) -> None:
+    """Refuse a non-loopback ``host`` without API keys, unless ``insecure`` (then warn)."""
+    if is_loopback(host) or config.key_hashes():
+        return
+    if not insecure:
+        raise ConfigError(
+            f"refusing to serve on {host!r} without API keys: anyone who can reach it could "
+            "use the model and read its answers",
+            hint="set MEDMLLM_API_KEYS or --api-key-file, or bind 127.0.0.1 behind an "
+            "authenticating proxy, or pass --insecure to accept the risk",
+        )
+    log.warning(
+        "WARNING: serving on %s WITHOUT API KEYS (--insecure): every route, the model included, "
+        "is open to anyone who can reach this address",
+        host,
+    )
+
+
 def serve(
     config: ServeConfig,
     *,
@@ -39,19 +77,28 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     log_level: str = "info",
+    insecure: bool = False,
     **generator_options: Any,
 ) -> None:
     """Load the generator and serve until interrupted.
 
+    Args:
+        insecure: allow a non-loopback ``host`` without API keys (refused otherwise).
+
     Example:
-        >>> serve(ServeConfig(api_keys=["k"]), port=8000)  # doctest: +SKIP
+        >>> serve(ServeConfig(api_keys=["k"]), host="0.0.0.0", port=8000)  # doctest: +SKIP
     """
     import uvicorn
 
     from medmllm.models.generator import load_generator
+    from medmllm.safety.guard import Guard
+
+    # Refusals first, before the model takes seconds to load: an open bind, a bad salt.
+    check_exposure(config, host, insecure=insecure)
+    guard = Guard(config.guard)
 
     generator = load_generator(backend, model, **generator_options)
-    app = create_app(config, generator=generator)
+    app = create_app(config, generator=generator, guard=guard)
     try:
         uvicorn.run(
             app,

@@ -16,9 +16,11 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from medmllm.models.generator import BaseGenerator
+from medmllm.models.generator import Generator
+from medmllm.rag.retriever import Retriever
 from medmllm.safety.guard import Guard, GuardConfig
-from medmllm.serve.runtime import ModelRunner
+from medmllm.safety.scrub import ScrubbingGenerator
+from medmllm.serve.runtime import CancellableGenerator, ModelRunner
 
 log = logging.getLogger("medmllm.serve")
 
@@ -49,12 +51,25 @@ class ServeConfig(BaseModel):
     index: str | None = Field(None, description="Retrieval index used by /v1/ask (None: no RAG).")
     top_k: int = Field(3, ge=1, le=20, description="Passages retrieved per /v1/ask question.")
     web_ui: bool = Field(True, description="Serve the web UI at /.")
+    docs: bool = Field(
+        False,
+        description="Serve /docs, /redoc and /openapi.json (public, without an API key).",
+    )
     guard: GuardConfig = Field(
         default_factory=GuardConfig, description="Crisis check, PHI scrubbing and audit log."
     )
 
     def key_hashes(self) -> list[str]:
         return [hash_key(k) for k in self.api_keys] + [h.lower() for h in self.api_key_hashes]
+
+
+def check_max_tokens(state: ServerState, max_tokens: int) -> int:
+    """``max_tokens`` if within the server's ``max_tokens_limit``, else a 400."""
+    if max_tokens > state.config.max_tokens_limit:
+        raise ApiError(
+            400, f"max_tokens {max_tokens} over the limit {state.config.max_tokens_limit}"
+        )
+    return max_tokens
 
 
 def hash_key(key: str) -> str:
@@ -81,16 +96,26 @@ def error_response(status: int, message: str, kind: str, headers: dict[str, str]
 
 
 class ServerState:
-    """What the routes share: config, model runner, guard, metrics."""
+    """What the routes share: config, the model, runner, guard, metrics.
 
-    def __init__(self, config: ServeConfig, generator: BaseGenerator, guard: Guard) -> None:
+    The model is wrapped once, here, and routes only ever see the wrapped one: every token
+    checks the request's cancel token (:class:`~medmllm.serve.runtime.CancellableGenerator`),
+    and when the guard scrubs model input (always, or for a remote backend by default) every
+    prompt is de-identified first (:class:`~medmllm.safety.scrub.ScrubbingGenerator`).
+    """
+
+    def __init__(self, config: ServeConfig, generator: Generator, guard: Guard) -> None:
         self.config = config
-        self.generator = generator
+        self.guard = guard
+        self.scrubs_model_input = guard.scrubs_model_input(generator)  # decided on the backend
+        model: Generator = CancellableGenerator(generator)
+        self.generator: Generator = (
+            ScrubbingGenerator(model, guard.scrub) if self.scrubs_model_input else model
+        )
         self.model_name = config.model_name or generator.model_id
         self.runner = ModelRunner(config.max_inflight, config.request_timeout_s)
-        self.guard = guard
         self.key_hashes = config.key_hashes()
-        self._retriever: Any = None
+        self._retriever: Retriever | None = None
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
@@ -112,7 +137,8 @@ class ServerState:
             "medmllm_crisis_flags", "Crisis-flagged turns", registry=self.registry
         )
 
-    def retriever(self) -> Any:
+    def retriever(self) -> Retriever | None:
+        """The /v1/ask index, opened on first use (on the model thread: it may take seconds)."""
         if self.config.index is None:
             return None
         if self._retriever is None:

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.errors import ConfigError, DataFormatError, DataNotFoundError
+from medmllm.eval.split import SPLIT_FILE  # the eval side reads what training writes here
 from medmllm.registry import Registry
 
 Format = Literal["text", "prompt_completion", "preference"]
@@ -50,7 +51,6 @@ MEDQUAD_FILE = "corpus/medquad/medquad_docs.jsonl"
 MTS_FILE = "train/mts_dialog/mts_dialog_train_val.jsonl"
 MTS_AUGMENTED_FILE = "train/mts_dialog/mts_dialog_augmented_train.jsonl"
 MTS_SPLITS = ("train", "tune", "validation")
-SPLIT_FILE = "split.json"
 
 
 class DataConfig(BaseModel):
@@ -229,7 +229,9 @@ def _dialogue_key(dialogue: str) -> str:
 def mts_split(config: DataConfig, shared: Path) -> dict[str, Any]:
     """The MTS-Dialog split, by dialogue: which rows train, tune and are held apart.
 
-    Keys are ``train:<id>`` / ``validation:<id>`` (the ids restart in each file split). Training
+    Rows are named ``train:<id>`` / ``validation:<id>`` (the ids restart in each file split),
+    which is also their ``id`` in the builder's rows, so an evaluation of those rows reads this
+    split with :mod:`medmllm.eval.split` (key ``id``) and drops what was trained on. Training
     rows whose dialogue is also a validation dialogue are ``excluded`` (never trained on, never
     tuned on); the rest are split by a seeded hash of the dialogue, so a dialogue that occurs
     twice lands on one side.
@@ -251,7 +253,7 @@ def mts_split(config: DataConfig, shared: Path) -> dict[str, Any]:
             sides[by_side[dialogue]].append(f"train:{row['id']}")
     return {
         "files": [MTS_FILE] + ([MTS_AUGMENTED_FILE] if config.augmented else []),
-        "key": "split:id (augmented rows count as the training row they translate)",
+        "key": "id",  # item ids are split:id; a back-translation counts as its training row
         "train": sorted(sides["train"]),
         "tune": sorted(sides["tune"]),
         "held": sorted(f"validation:{r['id']}" for _, r in raw if r.get("split") == "validation"),
@@ -306,6 +308,12 @@ def mts_dialog(config: DataConfig, shared: Path) -> Dataset:
             f"data.split for mts_dialog must be one of {', '.join(MTS_SPLITS)}, "
             f"got {config.split!r}"
         )
+    if config.augmented and config.split != "train":
+        raise ConfigError(
+            f"data.augmented does not apply to the {config.split} split of mts_dialog: only "
+            "training rows have back-translations (and tune/validation rows are never augmented)",
+            hint="drop data.augmented, or use data.split: train",
+        )
     split = mts_split(config, shared)
     wanted = set(split["held"] if config.split == "validation" else split[config.split])
     rows = []
@@ -319,7 +327,7 @@ def mts_dialog(config: DataConfig, shared: Path) -> Dataset:
                 {
                     "prompt": prompt,
                     "completion": row["section_text"],
-                    "id": row.get("id"),
+                    "id": key,  # as split.json names it (medmllm.eval.split, key "id")
                     "section_header": row["section_header"],
                 }
             )
@@ -469,15 +477,38 @@ def _from_messages(messages: Any, where: str) -> dict[str, Any]:
     return {"prompt": prompt, "completion": messages[-1].get("content")}
 
 
-def write_split(dataset: Dataset, run_dir: Path) -> Path | None:
-    """Record the train / held-apart ids of a split builder in ``run_dir/split.json``."""
-    if dataset.split is None:
+def write_split(dataset: Dataset, run_dir: Path, adapter: str | None = None) -> Path | None:
+    """Record the train / held-apart ids of a split builder in ``run_dir/split.json``.
+
+    A run that continues an earlier stage (``adapter``) carries that stage's split along under
+    ``earlier`` (flattened, oldest last): rows any stage trained on stay excluded when the final
+    adapter is evaluated (:mod:`medmllm.eval.split`), e.g. PubMedQA CPT before MCQA SFT.
+    """
+    earlier = earlier_splits(adapter)
+    if dataset.split is None and not earlier:
         return None
+    own = dataset.split or {"files": [], "key": "id", "train": [], "held": []}
+    record: dict[str, Any] = {"source": dataset.source, **own}
+    if earlier:
+        record["earlier"] = earlier
     path = run_dir / SPLIT_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"source": dataset.source, **dataset.split}, indent=1))
+    tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(path)
     return path
+
+
+def earlier_splits(model: str | None) -> list[dict[str, Any]]:
+    """The splits of the stages a model comes from (its run's split.json, flattened), so that
+    the next stage's split carries them: text adapters and MedMLLM ``init_from`` alike."""
+    from medmllm.eval.split import find_run_split
+
+    found = find_run_split(model)
+    if found is None:
+        return []
+    previous = json.loads(found.read_text(encoding="utf-8"))
+    inherited = previous.pop("earlier", [])
+    return [previous, *inherited]
 
 
 def held_apart_rows(config: DataConfig, file: str) -> list[dict[str, Any]]:

@@ -8,7 +8,9 @@
 A run folder holds ``config.yaml`` (the resolved config), ``checkpoints/`` (Trainer checkpoints
 with only the trainable weights, optimizer, scheduler and RNG states: a run killed with
 ``kill -9`` resumes from the last one and ends with the same loss), ``model/`` (the final
-MedMLLM folder, LoRA merged) and ``summary.json`` (final loss, images/s, config hash, versions).
+MedMLLM folder, LoRA merged), ``split.json`` (the rows held apart for evaluation, split by image:
+``medmllm eval --exclude-split RUN/split.json`` drops the trained rows) and ``summary.json``
+(final loss, images/s, config hash, versions).
 
 A frozen encoder's features are computed once per image and cached under
 ``MEDMLLM_HOME/cache/mllm-features/<encoder fingerprint>/`` (the fingerprint covers the encoder
@@ -36,6 +38,7 @@ from transformers import Trainer, TrainerCallback
 from medmllm.errors import ConfigError, DataFormatError, DataNotFoundError
 from medmllm.models.mllm import MedMLLM, MLLMConfig
 from medmllm.train.core import TrainConfig, load_config
+from medmllm.train.data import SPLIT_FILE, earlier_splits, split_ids
 
 Stage = Literal["align", "instruct"]
 
@@ -58,11 +61,27 @@ class DataConfig(BaseModel):
     image_root: str | None = Field(
         None, description="Folder image paths are relative to; None = the JSONL's folder."
     )
-    limit: int | None = Field(None, ge=1, description="Use at most this many examples.")
+    limit: int | None = Field(
+        None, ge=1, description="Train on at most this many examples (the first of the train side)."
+    )
     target: Literal["finding", "report"] = Field(
         "finding", description="covid_cxr_notes: train on the finding label or the notes text."
     )
     max_target_words: int = Field(48, ge=1, description="Truncate long targets to this many words.")
+    instruction: str | None = Field(
+        None,
+        description="Appended to every prompt as the eval harness's gen mode appends a task's "
+        "prompt.instruction ('question\\n\\ninstruction'); set it to the evaluated task's "
+        "instruction so the model is evaluated on the prompt it was trained on.",
+    )
+    eval_fraction: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the file's images held apart for evaluation with every row about "
+        "them (split by image: no image on both sides); written to the run's split.json.",
+    )
+    split_seed: int = Field(20261128, description="Seed of the train/held-apart hash split.")
 
 
 class MLLMTrainConfig(TrainConfig):
@@ -99,17 +118,18 @@ class MLLMTrainConfig(TrainConfig):
 
 @dataclass
 class Example:
-    """One image–prompt–target triple."""
+    """One image–prompt–target triple and where it came from."""
 
     image: str
     prompt: str
     target: str
+    key: str = ""  # "<data-file stem>:<row id>": the item id evaluation gives this row
+    image_name: str = ""  # the image as the data file names it (the unit of the split)
 
 
-def load_examples(cfg: DataConfig) -> list[Example]:
-    """Read examples for the configured data kind (missing images are an error)."""
+def data_file(cfg: DataConfig) -> Path:
+    """The JSONL the config reads (``path``, else the shared data folder's file for the kind)."""
     from medmllm.config import shared_data_dir
-    from medmllm.jsonl import iter_jsonl
 
     default = {
         "vqa_rad": "vqa/vqa_rad/qa.jsonl",
@@ -125,9 +145,22 @@ def load_examples(cfg: DataConfig) -> list[Example]:
         raise ConfigError("data.kind 'jsonl' needs data.path", hint="set data.path")
     if not path.is_file():
         raise DataNotFoundError(f"training data {str(path)!r} does not exist")
+    return path
+
+
+def read_examples(cfg: DataConfig) -> list[Example]:
+    """Every row of the data file as an example, in file order (no split, no limit).
+
+    Row ids follow the evaluation readers, so ``split.json`` names rows as ``medmllm eval``
+    does: VQA-RAD's ``qid``, else the row's ``id``, else its 1-based line number.
+    """
+    from medmllm.jsonl import iter_jsonl
+
+    path = data_file(cfg)
     root = Path(cfg.image_root).expanduser() if cfg.image_root else path.parent
     if cfg.kind == "vqa_rad" and not cfg.image_root:
         root = path.parent / "images"
+    id_field = "qid" if cfg.kind == "vqa_rad" else "id"
     out: list[Example] = []
     for line, row in iter_jsonl(path):
         try:
@@ -146,14 +179,57 @@ def load_examples(cfg: DataConfig) -> list[Example]:
         except KeyError as exc:
             raise DataFormatError(f"{path}:{line}: missing key {exc}") from None
         ex.target = " ".join(ex.target.split()[: cfg.max_target_words])
+        if cfg.instruction:  # the harness's chat_prompt: body, blank line, instruction
+            ex.prompt = f"{ex.prompt.rstrip()}\n\n{cfg.instruction}".strip()
+        ex.key = f"{path.stem}:{row.get(id_field) if row.get(id_field) is not None else line}"
+        ex.image_name = str(ex.image)
         image = Path(ex.image)
         ex.image = str(image if image.is_absolute() else root / image)
         out.append(ex)
-        if cfg.limit and len(out) >= cfg.limit:
-            break
     if not out:
         raise DataFormatError(f"{path} holds no training examples")
     return out
+
+
+def split_examples(
+    cfg: DataConfig, examples: list[Example]
+) -> tuple[list[Example], dict[str, Any]]:
+    """(examples to train on, the split record) — held apart by image, never by row.
+
+    Images go to one side by the seeded hash split of text training
+    (:func:`medmllm.train.data.split_ids`), so a row about a held-apart image is never trained
+    on and the same file, fraction and seed always give the same split. ``limit`` then takes the
+    first rows of the train side; the record's ``train`` lists every train-side row (what an
+    evaluation must drop), ``held`` every held-apart row.
+    """
+    train_images, held_images = split_ids(
+        [ex.image_name for ex in examples], cfg.eval_fraction, cfg.split_seed
+    )
+    train = [ex for ex in examples if ex.image_name in train_images]
+    if not train:
+        raise DataFormatError(
+            f"no training rows left after holding {cfg.eval_fraction:.0%} of the images apart",
+            hint="lower data.eval_fraction or add images",
+        )
+    record = {
+        "source": cfg.kind,
+        "path": str(data_file(cfg)),
+        "files": [data_file(cfg).name],
+        "key": "file_stem:id",
+        "by": "image",
+        "eval_fraction": cfg.eval_fraction,
+        "split_seed": cfg.split_seed,
+        "train": sorted(ex.key for ex in train),
+        "held": sorted(ex.key for ex in examples if ex.image_name in held_images),
+        "train_images": sorted(train_images),
+        "held_images": sorted(held_images),
+    }
+    return train[: cfg.limit] if cfg.limit else train, record
+
+
+def load_examples(cfg: DataConfig) -> list[Example]:
+    """The examples a run trains on: the train side of the image split, at most ``limit``."""
+    return split_examples(cfg, read_examples(cfg))[0]
 
 
 # -- feature cache ------------------------------------------------------------------------------
@@ -292,7 +368,10 @@ def train_mllm(cfg: MLLMTrainConfig, *, overwrite: bool = False) -> dict[str, An
 
     run = prepare_run_dir(cfg.output_dir, cfg, overwrite=overwrite)
     seed_everything(cfg.seed)
-    examples = load_examples(cfg.data)
+    examples, split = split_examples(cfg.data, read_examples(cfg.data))
+    earlier = earlier_splits(cfg.init_from)
+    record = {**split, "earlier": earlier} if earlier else split
+    _atomic_write(run / SPLIT_FILE, json.dumps(record, indent=1))
     missing = [ex.image for ex in examples if not Path(ex.image).is_file()]
     if missing:
         raise DataNotFoundError(
@@ -322,6 +401,11 @@ def train_mllm(cfg: MLLMTrainConfig, *, overwrite: bool = False) -> dict[str, An
         "mean_loss": float(result.training_loss),
         "losses": meter.losses,
         "examples": len(examples),
+        "held_apart": {
+            "rows": len(split["held"]),
+            "images": len(split["held_images"]),
+            "split": str(run / SPLIT_FILE),
+        },
         "images_per_s": meter.images_per_s(),
         "train_seconds": train_s,
         "feature_cache_seconds": feature_s,

@@ -196,7 +196,7 @@ def run_recipe(
     dataset = load_dataset(config.data, fmt)  # bad data fails before any weights load
     resolve_base_model(config.model)  # a missing model fails before the run folder is made
     run_dir = prepare_run_dir(config.output_dir, config, overwrite=overwrite)
-    write_split(dataset, run_dir)
+    write_split(dataset, run_dir, config.adapter)  # + the earlier stages' splits
     seed_everything(config.seed)
     model, tokenizer = load_model_and_tokenizer(
         config, sequence_classification=sequence_classification

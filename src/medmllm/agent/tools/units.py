@@ -37,6 +37,14 @@ def _kind(name: str, canonical: str, **factors: float) -> QuantityKind:
     return QuantityKind(name, canonical, table)
 
 
+# Cell counts per volume: 1 x 10^9/L = 1 x 10^3/µL = 1,000 cells/µL (one table, two quantities).
+_CELLS = {"10^9/L": 1.0, "10^3/uL": 1.0, "/uL": 1e-3, "/L": 1e-9}
+
+# Urea (CH4N2O, 60.06 g/mol) carries two nitrogens (2 x 14.007 = 28.014 g/mol): 1 mmol/L of urea
+# = 6.006 mg/dL of urea = 2.801 mg/dL of urea nitrogen (BUN); urea mg/dL / 2.144 = BUN mg/dL.
+_UREA_MG_PER_MMOL = 6.006
+_BUN_MG_PER_MMOL = 2.801
+
 # Canonical units are the conventional (US) units in which most scores were published.
 KINDS: dict[str, QuantityKind] = {
     k.name: k
@@ -47,16 +55,37 @@ KINDS: dict[str, QuantityKind] = {
             "creatinine", "mg/dL", {"mg/dL": 1.0, "umol/L": 1 / 88.4, "mmol/L": 1000 / 88.4}
         ),
         QuantityKind("glucose", "mg/dL", {"mg/dL": 1.0, "mmol/L": 18.016}),
-        QuantityKind("bun", "mg/dL", {"mg/dL": 1.0, "mmol/L": 2.801}),  # urea nitrogen
-        QuantityKind("urea", "mmol/L", {"mmol/L": 1.0, "mg/dL": 1 / 2.801}),  # as BUN mg/dL
+        # Blood urea nitrogen; "mg/dL urea" is urea itself, converted to its nitrogen.
+        QuantityKind(
+            "bun",
+            "mg/dL",
+            {
+                "mg/dL": 1.0,
+                "mmol/L": _BUN_MG_PER_MMOL,
+                "mg/dL urea": _BUN_MG_PER_MMOL / _UREA_MG_PER_MMOL,
+            },
+        ),
+        # Urea: mmol/L (= BUN mmol/L); "mg/dL" is urea mg/dL, "mg/dL BUN" a urea nitrogen.
+        QuantityKind(
+            "urea",
+            "mmol/L",
+            {
+                "mmol/L": 1.0,
+                "mg/dL": 1 / _UREA_MG_PER_MMOL,
+                "mg/dL BUN": 1 / _BUN_MG_PER_MMOL,
+            },
+        ),
         QuantityKind("calcium", "mg/dL", {"mg/dL": 1.0, "mmol/L": 4.008, "mEq/L": 2.004}),
         QuantityKind("albumin", "g/dL", {"g/dL": 1.0, "g/L": 0.1}),
+        QuantityKind("hemoglobin", "g/dL", {"g/dL": 1.0, "g/L": 0.1, "mmol/L": 1.6114}),
         QuantityKind("bilirubin", "mg/dL", {"mg/dL": 1.0, "umol/L": 1 / 17.104}),
         QuantityKind("cholesterol", "mg/dL", {"mg/dL": 1.0, "mmol/L": 38.67}),
+        QuantityKind("triglycerides", "mg/dL", {"mg/dL": 1.0, "mmol/L": 88.57}),
         QuantityKind("insulin", "uU/mL", {"uU/mL": 1.0, "mU/L": 1.0, "pmol/L": 1 / 6.0}),
         QuantityKind("electrolyte", "mmol/L", {"mmol/L": 1.0, "mEq/L": 1.0}),  # monovalent ions
         QuantityKind("ethanol", "mg/dL", {"mg/dL": 1.0, "mmol/L": 4.607}),
-        QuantityKind("platelets", "10^9/L", {"10^9/L": 1.0, "10^3/uL": 1.0, "/uL": 1e-3}),
+        QuantityKind("platelets", "10^9/L", dict(_CELLS)),
+        QuantityKind("leukocytes", "10^9/L", dict(_CELLS)),
         QuantityKind("pressure", "mmHg", {"mmHg": 1.0, "kPa": 7.50062}),
         QuantityKind("interval", "ms", {"ms": 1.0, "s": 1000.0}),
         QuantityKind("rate", "/min", {"/min": 1.0, "bpm": 1.0}),
@@ -70,11 +99,22 @@ KINDS: dict[str, QuantityKind] = {
     )
 }
 
-# Spellings people and models write, mapped to the table's keys.
+
+def _spelling(unit: str) -> str:
+    """A unit as the alias table spells it: lower case, µ (U+00B5) and μ (U+03BC) as ``u``,
+    ``×``/superscripts as ASCII, no spaces around ``/`` and ``^``."""
+    s = unit.strip().lower().replace("\u00b5", "u").replace("\u03bc", "u")
+    s = s.replace("\u00d7", "x").replace("\u2079", "^9").replace("\u00b3", "^3")
+    s = s.replace("\u00ba", "\u00b0").replace("\u2212", "-")  # º (ordinal) as °; minus sign
+    s = re.sub(r"\s+", " ", s)
+    s = re.sub(r"\s*([/^°*])\s*", r"\1", s)
+    s = re.sub(r"\bx ?10", "x10", s)
+    return s.removesuffix(".")
+
+
+# Spellings people and models write (as :func:`_spelling` leaves them), mapped to table keys.
 _ALIASES = {
-    "µmol/l": "umol/L",
     "umol/l": "umol/L",
-    "μmol/l": "umol/L",
     "micromol/l": "umol/L",
     "mg/dl": "mg/dL",
     "g/dl": "g/dL",
@@ -101,18 +141,61 @@ _ALIASES = {
     "feet": "ft",
     "foot": "ft",
     "'": "ft",
+    # insulin: µU/mL = µIU/mL = mU/L = mIU/L
     "uu/ml": "uU/mL",
-    "µu/ml": "uU/mL",
-    "μu/ml": "uU/mL",
+    "uiu/ml": "uU/mL",
+    "microunits/ml": "uU/mL",
     "mu/l": "mU/L",
+    "miu/l": "mU/L",
     "pmol/l": "pmol/L",
+    # cell counts (platelets, leukocytes)
     "x10^9/l": "10^9/L",
     "10^9/l": "10^9/L",
+    "10e9/l": "10^9/L",
+    "x10e9/l": "10^9/L",
+    "10*9/l": "10^9/L",
+    "x10*9/l": "10^9/L",
+    "10^9 cells/l": "10^9/L",
     "10^3/ul": "10^3/uL",
     "x10^3/ul": "10^3/uL",
+    "10e3/ul": "10^3/uL",
+    "x10e3/ul": "10^3/uL",
+    "10^3 cells/ul": "10^3/uL",
+    "x10^3 cells/ul": "10^3/uL",
+    "10^3/mcl": "10^3/uL",
+    "x10^3/mcl": "10^3/uL",
+    "10^3/mm^3": "10^3/uL",
+    "x10^3/mm^3": "10^3/uL",
+    "10^3/mm3": "10^3/uL",
+    "x10^3/mm3": "10^3/uL",
     "k/ul": "10^3/uL",
+    "k/mcl": "10^3/uL",
+    "thou/ul": "10^3/uL",
     "/ul": "/uL",
+    "cells/ul": "/uL",
+    "/mcl": "/uL",
+    "cells/mcl": "/uL",
     "/mm3": "/uL",
+    "/mm^3": "/uL",
+    "cells/mm3": "/uL",
+    "cells/mm^3": "/uL",
+    "per ul": "/uL",
+    "per microliter": "/uL",
+    "/microliter": "/uL",
+    "cells/microliter": "/uL",
+    "/l": "/L",
+    "cells/l": "/L",
+    "per l": "/L",
+    # urea and urea nitrogen
+    "mg/dl bun": "mg/dL BUN",
+    "mg/dl (bun)": "mg/dL BUN",
+    "mg/dl as bun": "mg/dL BUN",
+    "mg/dl of bun": "mg/dL BUN",
+    "mg/dl urea nitrogen": "mg/dL BUN",
+    "mg/dl urea": "mg/dL urea",
+    "mg/dl (urea)": "mg/dL urea",
+    "mg/dl of urea": "mg/dL urea",
+    "mg/dl as urea": "mg/dL urea",
     "mm hg": "mmHg",
     "mmhg": "mmHg",
     "kpa": "kPa",
@@ -120,11 +203,27 @@ _ALIASES = {
     "milliseconds": "ms",
     "sec": "s",
     "seconds": "s",
-    "beats/min": "/min",
+    # rates
     "bpm": "bpm",
     "/min": "/min",
+    "per min": "/min",
     "per minute": "/min",
+    "/minute": "/min",
+    "1/min": "/min",
+    "min^-1": "/min",
+    "min-1": "/min",
+    "beats/min": "/min",
+    "beats/minute": "/min",
+    "beats per min": "/min",
+    "beats per minute": "/min",
+    "beat/min": "/min",
     "breaths/min": "/min",
+    "breaths/minute": "/min",
+    "breaths per min": "/min",
+    "breaths per minute": "/min",
+    "breath/min": "/min",
+    "respirations/min": "/min",
+    "respirations per minute": "/min",
     "year": "years",
     "yr": "years",
     "yrs": "years",
@@ -132,14 +231,28 @@ _ALIASES = {
     "month": "months",
     "u/l": "U/L",
     "iu/l": "IU/L",
+    # temperature
     "°c": "C",
     "c": "C",
     "celsius": "C",
+    "centigrade": "C",
+    "deg c": "C",
+    "degc": "C",
+    "degree c": "C",
+    "degrees c": "C",
+    "degree celsius": "C",
+    "degrees celsius": "C",
+    "degrees centigrade": "C",
     "°f": "F",
     "f": "F",
     "fahrenheit": "F",
+    "deg f": "F",
+    "degf": "F",
+    "degree f": "F",
+    "degrees f": "F",
+    "degree fahrenheit": "F",
+    "degrees fahrenheit": "F",
     "mcg": "mcg",
-    "µg": "mcg",
     "ug": "mcg",
     "ml/day": "mL/day",
     "ml/d": "mL/day",
@@ -157,11 +270,12 @@ def canonical_unit_name(kind: QuantityKind, unit: str) -> str:
     raw = unit.strip()
     if raw in kind.factors:
         return raw
-    alias = _ALIASES.get(raw.lower())
+    spelled = _spelling(raw)
+    alias = _ALIASES.get(spelled)
     if alias in kind.factors:
         return alias  # type: ignore[return-value]
     for key in kind.factors:
-        if key.lower() == raw.lower():
+        if _spelling(key) == spelled:
             return key
     accepted = ", ".join(k for k in kind.factors if k) or "(a plain number)"
     raise ToolInputError(

@@ -34,6 +34,7 @@ from medmllm.models.generator import (
     SamplingParams,
     StreamChunk,
     Usage,
+    local_files,
     split_context,
 )
 from medmllm.models.hf_streaming import stream_generate
@@ -67,14 +68,19 @@ class HFGenerator(BaseGenerator):
     backend = "hf"
 
     def __new__(cls, model: str | None = None, **options: Any) -> Any:
-        # A MedMLLM folder (vision encoder + aligner + LLM) is served by its own generator.
+        # A MedMLLM folder (vision encoder + aligner + LLM) is the ``mllm`` backend's: it is
+        # recognised here too (``-b hf -m runs/vqa/model`` keeps working), but only with the
+        # options that backend takes — an hf-only option (dtype, model args) is refused, never
+        # silently dropped (issue 19).
         if cls is HFGenerator and model is not None:
             from medmllm.models.mllm import is_mllm_folder
 
             if is_mllm_folder(model):
-                from medmllm.models.backends.mllm import MLLMGenerator
+                from medmllm.models.generator import BACKENDS, check_options
 
-                return MLLMGenerator(model, **options)
+                mllm = BACKENDS.get("mllm")
+                check_options(mllm, "mllm", options, given_as="hf")
+                return mllm(model, **options)  # type: ignore[call-arg]
         return super().__new__(cls)
 
     def __init__(
@@ -121,6 +127,10 @@ class HFGenerator(BaseGenerator):
                 f"transformers refused the model arguments {sorted(kwargs)}: {exc}",
                 hint="check the --model-arg keys against from_pretrained's documentation",
             ) from None
+        self._source = source
+        self._dtype = dtype
+        self._model_kwargs = dict(model_kwargs or {})
+        self._trust_remote_code = trust_remote_code
         if "device_map" not in kwargs:
             self.model.to(device or "cpu")
         self.model.eval()
@@ -137,6 +147,15 @@ class HFGenerator(BaseGenerator):
     @staticmethod
     def _resolve(model: str | None, settings: Any) -> str:
         return resolve_hf_model(model, settings)
+
+    def _output_options(self) -> dict[str, Any]:
+        return {
+            "files": local_files(self._source),  # the folder really loaded (a GGUF's conversion)
+            "dtype": self._dtype,
+            "device": str(self.device),
+            "model_kwargs": self._model_kwargs,
+            "trust_remote_code": self._trust_remote_code,
+        }
 
     # -- context window -----------------------------------------------------------------------
     def context_window(self) -> int | None:

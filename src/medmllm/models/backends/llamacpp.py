@@ -36,6 +36,7 @@ from medmllm.models.generator import (
     SamplingParams,
     StreamChunk,
     Usage,
+    local_files,
     split_context,
 )
 
@@ -125,6 +126,12 @@ class LlamaCppGenerator(BaseGenerator):
                 f"llama.cpp could not load {path}: {exc}",
                 hint="check that the file is a complete GGUF model supported by llama.cpp",
             ) from None
+        self._load = {
+            "files": local_files(path),
+            "n_gpu_layers": n_gpu_layers,  # GPU kernels round differently from the CPU's
+            "seed": seed,
+            "model_kwargs": dict(model_kwargs or {}),
+        }
         self._llama_cpp = llama_cpp
         self._n_vocab = self.llm.n_vocab()
         self._add_bos = (
@@ -132,6 +139,9 @@ class LlamaCppGenerator(BaseGenerator):
             if hasattr(self.llm._model, "add_bos_token")
             else False
         )
+
+    def _output_options(self) -> dict[str, Any]:
+        return dict(self._load)
 
     # -- generation ---------------------------------------------------------------------------
     def _stream(

@@ -136,6 +136,10 @@ class OpenAIGenerator(BaseGenerator):
         self._aligned: bool | None = None  # echo-logprob alignment, probed on first use
         self._list_prompts = True  # cleared if the server ignores list prompts
 
+    def _output_options(self) -> dict[str, Any]:
+        # another server behind the same model name is another model (never the api key)
+        return {"base_url": self.base_url, "files": None}
+
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         """Run a client call in a concurrency slot; retry 429/5xx; one clear error otherwise."""
         openai = self._openai

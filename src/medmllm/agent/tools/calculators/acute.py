@@ -1,4 +1,4 @@
-"""Acute care scores: CURB-65, qSOFA, SOFA, Centor/McIsaac, Glasgow Coma Scale, APGAR."""
+"""Acute care scores: CURB-65, PSI/PORT, qSOFA, SOFA, Centor/McIsaac, FeverPAIN, APGAR."""
 
 from __future__ import annotations
 
@@ -7,19 +7,11 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from medmllm.agent.tools.calculators.base import Inputs, Outcome, Q, calculator
+from medmllm.agent.tools.calculators.fields import Sex, UreaOrBUN
 
 
-class Curb65Inputs(Inputs):
+class Curb65Inputs(UreaOrBUN):
     confusion: bool = Field(False, description="New mental confusion.")
-    urea: Annotated[
-        float,
-        Q(
-            "urea",
-            0.5,
-            100,
-            "Serum urea (mmol/L; a BUN in mg/dL converts: >7 mmol/L = BUN >19.6 mg/dL)",
-        ),
-    ]
     respiratory_rate: Annotated[float, Q("rate", 4, 80, "Respiratory rate")]
     systolic: Annotated[float, Q("pressure", 30, 300, "Systolic blood pressure")]
     diastolic: Annotated[float, Q("pressure", 10, 200, "Diastolic blood pressure")]
@@ -35,10 +27,13 @@ class Curb65Inputs(Inputs):
     "Thorax 2003;58:377-382.",
 )
 def curb65(x: Curb65Inputs) -> Outcome:
-    """CURB-65: confusion, urea >7 mmol/L, RR >=30, SBP <90 or DBP <=60, age >=65 (1 point each)."""
+    """CURB-65: confusion, urea >7 mmol/L (BUN >19.6 mg/dL), RR >=30, SBP <90 or DBP <=60, age >=65
+    (1 point each)."""
+    urea = x.urea_mmol_l
+    assert urea is not None  # UreaOrBUN requires one of the two
     score = (
         int(x.confusion)
-        + int(x.urea > 7)
+        + int(urea > 7)
         + int(x.respiratory_rate >= 30)
         + int(x.systolic < 90 or x.diastolic <= 60)
         + int(x.age >= 65)
@@ -51,7 +46,11 @@ def curb65(x: Curb65Inputs) -> Outcome:
         if score == 2
         else ("severe pneumonia: consider ICU")
     )
-    return Outcome(score, f"30-day mortality {mort} in the derivation cohorts; {care}")
+    return Outcome(
+        score,
+        f"30-day mortality {mort} in the derivation cohorts; {care}",
+        {"urea_mmol_l": round(urea, 2), "urea_given_as": x.given_as()},
+    )
 
 
 class QSofaInputs(Inputs):
@@ -188,24 +187,36 @@ def centor_mcisaac(x: CentorInputs) -> Outcome:
     return Outcome(score, text, {"centor": centor, "age_adjustment": age_adj})
 
 
-class GCSInputs(Inputs):
-    eye: int = Field(ge=1, le=4, description="Eye opening 1-4 (4 spontaneous).")
-    verbal: int = Field(ge=1, le=5, description="Verbal response 1-5 (5 oriented).")
-    motor: int = Field(ge=1, le=6, description="Motor response 1-6 (6 obeys commands).")
+class FeverPainInputs(Inputs):
+    fever: bool = Field(False, description="Fever in the past 24 hours.")
+    purulence: bool = Field(False, description="Pharyngeal or tonsillar exudate.")
+    attend_rapidly: bool = Field(False, description="Attended within 3 days of symptom onset.")
+    inflamed_tonsils: bool = Field(False, description="Severely inflamed tonsils.")
+    no_cough_or_coryza: bool = Field(False, description="No cough or coryza.")
 
 
 @calculator(
-    "gcs",
-    title="Glasgow Coma Scale",
+    "feverpain",
+    title="FeverPAIN score (streptococcal pharyngitis)",
     unit="points",
-    citation="Teasdale G, Jennett B. Assessment of coma and impaired consciousness. A practical "
-    "scale. Lancet 1974;2:81-84.",
+    citation="Little P, Moore M, Hobbs FDR, et al. PRImary care Streptococcal Management (PRISM) "
+    "study: identifying clinical variables associated with Lancefield group A beta-haemolytic "
+    "streptococci and Lancefield non-Group A streptococcal throat infections from two cohorts "
+    "of patients presenting with an acute sore throat. BMJ Open 2013;3:e003943; Little P et "
+    "al. BMJ 2013;347:f5806; NICE NG84 (2018) for the antibiotic strategy.",
 )
-def gcs(x: GCSInputs) -> Outcome:
-    """Glasgow Coma Scale = eye (1-4) + verbal (1-5) + motor (1-6)."""
-    score = x.eye + x.verbal + x.motor
-    text = "severe (<=8)" if score <= 8 else "moderate (9-12)" if score <= 12 else "mild (13-15)"
-    return Outcome(score, f"{text} brain injury range", {"E": x.eye, "V": x.verbal, "M": x.motor})
+def feverpain(x: FeverPainInputs) -> Outcome:
+    """FeverPAIN: Fever, Purulence, Attend rapidly (<=3 days), severely Inflamed tonsils, No cough
+    or coryza (1 point each)."""
+    score = sum(int(v) for v in x.model_dump().values())
+    text = (
+        "0-1: streptococcus isolated in 13-18%; no antibiotic"
+        if score <= 1
+        else "2-3: 34-40%; no antibiotic or a back-up prescription"
+        if score <= 3
+        else "4-5: 62-65%; immediate or back-up antibiotic (NICE NG84)"
+    )
+    return Outcome(score, text)
 
 
 class ApgarInputs(Inputs):
@@ -234,3 +245,142 @@ def apgar(x: ApgarInputs) -> Outcome:
         else ("low (0-3)")
     )
     return Outcome(score, text)
+
+
+class PsiInputs(UreaOrBUN):
+    urea_required = False  # labs not given are scored as normal, with a warning
+
+    age: Annotated[float, Q("age", 18, 120, "Age (points = age; women age - 10)")]
+    sex: Sex = Field(description="Sex.")
+    nursing_home_resident: bool = Field(False, description="Nursing home resident (+10).")
+    neoplastic_disease: bool = Field(False, description="Active cancer within 1 year (+30).")
+    liver_disease: bool = Field(False, description="Cirrhosis or chronic hepatitis (+20).")
+    congestive_heart_failure: bool = Field(False, description="Heart failure (+10).")
+    cerebrovascular_disease: bool = Field(False, description="Stroke or TIA (+10).")
+    renal_disease: bool = Field(False, description="Chronic kidney disease (+10).")
+    altered_mental_status: bool = Field(False, description="Altered mental status (+20).")
+    respiratory_rate: Annotated[float, Q("rate", 4, 80, "Respiratory rate (>=30: +20)")]
+    systolic: Annotated[float, Q("pressure", 30, 300, "Systolic blood pressure (<90: +20)")]
+    temperature: Annotated[float, Q("temperature", 25, 45, "Temperature (<35 or >=40 C: +15)")]
+    heart_rate: Annotated[float, Q("rate", 20, 300, "Heart rate (>=125: +10)")]
+    ph: Annotated[float | None, Q("unitless", 6.5, 8.0, "Arterial pH (<7.35: +30)")] = None
+    sodium: Annotated[float | None, Q("electrolyte", 100, 200, "Sodium (<130: +20)")] = None
+    glucose: Annotated[float | None, Q("glucose", 10, 3000, "Glucose (>=250 mg/dL: +10)")] = None
+    hematocrit: Annotated[float | None, Q("percent", 5, 80, "Haematocrit (<30%: +10)")] = None
+    pao2: Annotated[float | None, Q("pressure", 10, 700, "Arterial PO2 (<60 mmHg: +10)")] = None
+    oxygen_saturation: Annotated[
+        float | None, Q("percent", 50, 100, "SaO2, used when PaO2 is not given (<90%: +10)")
+    ] = None
+    pleural_effusion: bool = Field(False, description="Pleural effusion on imaging (+10).")
+
+
+# Fine 1997, Table 2: points of each present finding (age and sex are scored separately).
+PSI_POINTS = {
+    "nursing_home_resident": 10,
+    "neoplastic_disease": 30,
+    "liver_disease": 20,
+    "congestive_heart_failure": 10,
+    "cerebrovascular_disease": 10,
+    "renal_disease": 10,
+    "altered_mental_status": 20,
+    "respiratory_rate_ge_30": 20,
+    "systolic_lt_90": 20,
+    "temperature_lt_35_or_ge_40": 15,
+    "heart_rate_ge_125": 10,
+    "ph_lt_7.35": 30,
+    "bun_ge_30_mg_dl": 20,
+    "sodium_lt_130": 20,
+    "glucose_ge_250_mg_dl": 10,
+    "hematocrit_lt_30": 10,
+    "pao2_lt_60_or_sao2_lt_90": 10,
+    "pleural_effusion": 10,
+}
+_PSI_COMORBID = (
+    "neoplastic_disease",
+    "liver_disease",
+    "congestive_heart_failure",
+    "cerebrovascular_disease",
+    "renal_disease",
+)
+_PSI_EXAM = (
+    "altered_mental_status",
+    "respiratory_rate_ge_30",
+    "systolic_lt_90",
+    "temperature_lt_35_or_ge_40",
+    "heart_rate_ge_125",
+)
+
+
+@calculator(
+    "psi_port",
+    title="Pneumonia Severity Index (PSI/PORT)",
+    unit="points",
+    citation="Fine MJ, Auble TE, Yealy DM, et al. A prediction rule to identify low-risk "
+    "patients with community-acquired pneumonia. N Engl J Med 1997;336:243-250 (Table 2 "
+    "points; classes I-V and their mortality in the validation cohorts).",
+)
+def psi_port(x: PsiInputs) -> Outcome:
+    """PSI: age (women -10) + nursing home 10 + comorbidities, exam and lab findings (10-30 each);
+    class I-V (I: age <=50 with no comorbidity or exam finding)."""
+    bun = x.bun_mg_dl
+    oxygen_low = (
+        x.pao2 < 60
+        if x.pao2 is not None
+        else (x.oxygen_saturation < 90 if x.oxygen_saturation is not None else None)
+    )
+    findings: dict[str, bool | None] = {
+        "nursing_home_resident": x.nursing_home_resident,
+        "neoplastic_disease": x.neoplastic_disease,
+        "liver_disease": x.liver_disease,
+        "congestive_heart_failure": x.congestive_heart_failure,
+        "cerebrovascular_disease": x.cerebrovascular_disease,
+        "renal_disease": x.renal_disease,
+        "altered_mental_status": x.altered_mental_status,
+        "respiratory_rate_ge_30": x.respiratory_rate >= 30,
+        "systolic_lt_90": x.systolic < 90,
+        "temperature_lt_35_or_ge_40": x.temperature < 35 or x.temperature >= 40,
+        "heart_rate_ge_125": x.heart_rate >= 125,
+        "ph_lt_7.35": None if x.ph is None else x.ph < 7.35,
+        "bun_ge_30_mg_dl": None if bun is None else bun >= 30,
+        "sodium_lt_130": None if x.sodium is None else x.sodium < 130,
+        "glucose_ge_250_mg_dl": None if x.glucose is None else x.glucose >= 250,
+        "hematocrit_lt_30": None if x.hematocrit is None else x.hematocrit < 30,
+        "pao2_lt_60_or_sao2_lt_90": oxygen_low,
+        "pleural_effusion": x.pleural_effusion,
+    }
+    present = [k for k, hit in findings.items() if hit]
+    not_given = [k.split("_")[0] for k, hit in findings.items() if hit is None]
+    age_points = int(x.age) - (10 if x.sex == "female" else 0)
+    score = age_points + sum(PSI_POINTS[k] for k in present)
+    class_one = x.age <= 50 and not any(k in present for k in (*_PSI_COMORBID, *_PSI_EXAM))
+    if class_one:
+        cls, mort = "I", "0.1%"
+    elif score <= 70:
+        cls, mort = "II", "0.6%"
+    elif score <= 90:
+        cls, mort = "III", "0.9%"
+    elif score <= 130:
+        cls, mort = "IV", "9.3%"
+    else:
+        cls, mort = "V", "27.0%"
+    care = (
+        "outpatient care"
+        if cls in ("I", "II")
+        else ("brief observation or admission" if cls == "III" else "admission")
+    )
+    warnings = (
+        [f"not given, scored as normal: {', '.join(not_given)} (the score may be too low)"]
+        if not_given
+        else []
+    )
+    return Outcome(
+        score,
+        f"risk class {cls}: 30-day mortality {mort} in the validation cohorts; usually {care}",
+        {
+            "class": cls,
+            "age_points": age_points,
+            "findings": present,
+            "scored_as_normal": not_given,
+        },
+        warnings,
+    )

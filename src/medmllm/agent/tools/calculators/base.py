@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
@@ -163,8 +163,15 @@ class Calculator:
             return self.inputs.model_validate(arguments)
         except ValidationError as exc:
             missing = missing_keys(exc)
+            # A conditionally required input says why (fields.missing): "urea (or give bun)".
+            why = {
+                str(e["loc"][0]): f" ({e['ctx']['why']})"
+                for e in exc.errors()
+                if e.get("type") == "missing" and e.get("loc") and "why" in (e.get("ctx") or {})
+            }
             hint = (
-                f"ask the user for {', '.join(missing)}; never guess clinical values"
+                f"ask the user for {', '.join(m + why.get(m, '') for m in missing)}; "
+                "never guess clinical values"
                 if missing
                 else "correct the value or give its unit"
             )
@@ -227,3 +234,41 @@ def band(value: float, bands: list[tuple[float, str]], last: str) -> str:
         if value < upper:
             return label
     return last
+
+
+def step(value: float, table: Sequence[tuple[float, int]], below: int) -> int:
+    """Points of the first row (highest lower bound first) whose inclusive bound ``value`` reaches.
+
+    ``below`` is the points under every bound, so a two-sided published table reads as written:
+    ``step(t, [(41, 4), (39, 3), (38.5, 1), (36, 0), (34, 1), (32, 2), (30, 3)], below=4)``.
+    """
+    for lower, pts in table:
+        if value >= lower:
+            return pts
+    return below
+
+
+def score_items(
+    chosen: Iterable[str],
+    points: Mapping[str, int],
+    alternatives: Sequence[Sequence[str]] = (),
+) -> tuple[int, list[str], list[str]]:
+    """Sum an explicit item -> points table over the chosen items.
+
+    Within each group of ``alternatives`` (grades of one condition, one operation) only the
+    highest-scoring chosen item counts, as on the published forms. Returns the score, the items
+    counted, and a warning per group where more than one was chosen.
+    """
+    picked = sorted(set(chosen))
+    dropped: set[str] = set()
+    warnings = []
+    for group in alternatives:
+        hits = [item for item in picked if item in group]
+        if len(hits) > 1:
+            kept = max(hits, key=lambda item: points[item])
+            dropped.update(h for h in hits if h != kept)
+            warnings.append(
+                f"{', '.join(hits)} are alternatives: only the highest, {kept}, is counted"
+            )
+    counted = [item for item in picked if item not in dropped]
+    return sum(points[item] for item in counted), counted, warnings

@@ -1,55 +1,79 @@
-"""Cardiology: QTc, CHA2DS2-VASc, HAS-BLED, HEART score, RCRI, Framingham 10-year CVD risk."""
+"""Cardiology: QTc, CHA2DS2-VASc, HAS-BLED, HEART score, RCRI, Framingham 10-year CVD and hard
+CHD risk, LDL cholesterol (Friedewald)."""
 
 from __future__ import annotations
 
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medmllm.agent.tools.calculators.base import Inputs, Outcome, Q, calculator
-
-Sex = Literal["male", "female"]
+from medmllm.agent.tools.calculators.fields import Sex
+from medmllm.agent.tools.units import from_canonical
 
 
 class QTcInputs(Inputs):
     qt: Annotated[float, Q("interval", 150, 800, "Measured QT interval")]
     heart_rate: Annotated[float, Q("rate", 20, 300, "Heart rate")]
-    formula: Literal["bazett", "fridericia", "framingham", "hodges"] = Field(
-        "bazett", description="Correction formula for the main value (all four are in details)."
+    formula: Literal["bazett", "fridericia", "framingham", "hodges", "rautaharju"] = Field(
+        "bazett", description="Correction formula for the main value (all five are in details)."
     )
+    sex: Sex | None = Field(
+        None, description="Sex, for the prolongation threshold (>=450 ms men, >=460 ms women)."
+    )
+
+
+# AHA/ACCF/HRS 2009 (Rautaharju et al., Part IV): QTc prolonged at >= 450 ms in men, >= 460 ms
+# in women; >500 ms: the high-risk threshold of the AHA 2010 torsade statement (Drew et al.).
+QTC_PROLONGED_MS = {"male": 450.0, "female": 460.0}
+QTC_HIGH_RISK_MS = 500.0
+
+
+def _qtc_reading(value: float, sex: Sex | None) -> str:
+    if value > QTC_HIGH_RISK_MS:
+        return "prolonged (>500 ms: high torsades risk)"
+    if sex is None:
+        if value >= QTC_PROLONGED_MS["male"]:
+            return (
+                "prolonged in a man (>=450 ms); in a woman prolonged from 460 ms "
+                "(give sex for one reading)"
+            )
+        return "not prolonged"
+    limit = QTC_PROLONGED_MS[sex]
+    if value >= limit:
+        return f"prolonged for a {'man' if sex == 'male' else 'woman'} (>={limit:g} ms)"
+    return f"not prolonged (<{limit:g} ms for a {'man' if sex == 'male' else 'woman'})"
 
 
 @calculator(
     "qtc",
-    title="Corrected QT interval (Bazett, Fridericia, Framingham, Hodges)",
+    title="Corrected QT interval (Bazett, Fridericia, Framingham, Hodges, Rautaharju)",
     unit="ms",
     citation="Bazett HC. Heart 1920;7:353-370 (QT/sqrt(RR)); Fridericia LS. Acta Med Scand "
     "1920;53:469-486 (QT/RR^(1/3)); Sagie A et al. Am J Cardiol 1992;70:797-801 "
     "(Framingham: QT + 154 x (1 - RR)); Hodges M et al. J Am Coll Cardiol 1983;1:694 "
-    "(QT + 1.75 x (HR - 60)). RR in seconds = 60 / HR.",
+    "(QT + 1.75 x (HR - 60)); Rautaharju PM, Mason JW, Akiyama T. Int J Cardiol "
+    "2014;174:535-540 (QT x (120 + HR) / 180). RR in seconds = 60 / HR. Thresholds: Rautaharju "
+    "PM, Surawicz B, Gettes LS. AHA/ACCF/HRS recommendations for the standardization and "
+    "interpretation of the electrocardiogram, part IV. Circulation 2009;119:e241-e250 "
+    "(prolonged >= 450 ms men, >= 460 ms women); Drew BJ et al. Circulation 2010;121:1047-1060 "
+    "(> 500 ms high risk).",
 )
 def qtc(x: QTcInputs) -> Outcome:
-    """Heart-rate-corrected QT (ms) by Bazett, Fridericia, Framingham or Hodges; RR = 60/HR s."""
+    """Heart-rate-corrected QT (ms) by Bazett, Fridericia, Framingham, Hodges or Rautaharju; RR =
+    60/HR s; read against sex-specific limits."""
     rr = 60.0 / x.heart_rate
     values = {
         "bazett": x.qt / math.sqrt(rr),
         "fridericia": x.qt / rr ** (1 / 3),
         "framingham": x.qt + 154 * (1 - rr),
         "hodges": x.qt + 1.75 * (x.heart_rate - 60),
+        "rautaharju": x.qt * (120 + x.heart_rate) / 180,
     }
     value = values[x.formula]
-    text = (
-        "prolonged (>500 ms: high torsades risk)"
-        if value > 500
-        else (
-            "borderline or prolonged (>450 ms men, >460 ms women)"
-            if value > 450
-            else "not prolonged"
-        )
-    )
     details = {k: round(v, 1) for k, v in values.items()} | {"rr_s": round(rr, 3)}
-    return Outcome(round(value, 1), text, details)
+    return Outcome(round(value, 1), _qtc_reading(value, x.sex), details)
 
 
 class Cha2ds2VascInputs(Inputs):
@@ -246,3 +270,123 @@ def framingham_cvd(x: FraminghamInputs) -> Outcome:
     risk = 100 * (1 - s0 ** math.exp(lp - mean))
     text = "low (<10%)" if risk < 10 else "intermediate (10-20%)" if risk < 20 else "high (>=20%)"
     return Outcome(round(risk, 1), text, {"linear_predictor": round(lp, 4)})
+
+
+class FraminghamChdInputs(Inputs):
+    age: Annotated[float, Q("age", 30, 79, "Age")]
+    sex: Sex = Field(description="Sex.")
+    total_cholesterol: Annotated[float, Q("cholesterol", 50, 600, "Total cholesterol")]
+    hdl: Annotated[float, Q("cholesterol", 10, 150, "HDL cholesterol")]
+    systolic: Annotated[float, Q("pressure", 70, 260, "Systolic blood pressure")]
+    treated_hypertension: bool = Field(False, description="On antihypertensive treatment.")
+    smoker: bool = Field(False, description="Current smoker.")
+
+
+# ATP III (NCEP 2001) Framingham hard-CHD model: coefficients of ln age, ln TC, ln HDL, ln SBP,
+# treated BP, smoker, ln age x ln TC, ln age x smoker, ln age^2; constant; 10-year baseline
+# survival; age above which ln(age) x smoker is held.
+_FRAMINGHAM_CHD = {
+    "male": (
+        52.00961, 20.014077, -0.905964, 1.305784, 0.241549, 12.096316,
+        -4.605038, -2.84367, -2.93323, -172.300168, 0.9402, 70.0,
+    ),
+    "female": (
+        31.764001, 22.465206, -1.187731, 2.552905, 0.420251, 13.07543,
+        -5.060998, -2.996945, 0.0, -146.5933061, 0.98767, 78.0,
+    ),
+}  # fmt: skip
+
+
+@calculator(
+    "framingham_hard_chd",
+    title="Framingham 10-year risk of hard coronary heart disease (ATP III)",
+    unit="%",
+    citation="Expert Panel on Detection, Evaluation, and Treatment of High Blood Cholesterol in "
+    "Adults. Executive Summary of the Third Report of the NCEP (Adult Treatment Panel III). JAMA "
+    "2001;285:2486-2497 (Framingham hard CHD: myocardial infarction or coronary death; point "
+    "tables); Wilson PWF et al. Circulation 1998;97:1837-1847; continuous form as given by "
+    "MDCalc's 'Framingham Risk Score for Hard Coronary Heart Disease'.",
+)
+def framingham_hard_chd(x: FraminghamChdInputs) -> Outcome:
+    """10-year risk (%) of myocardial infarction or coronary death (ATP III Framingham model) from
+    age, sex, total and HDL cholesterol, SBP, treatment, smoking; for people without diabetes."""
+    b = _FRAMINGHAM_CHD[x.sex]
+    ln_age = math.log(x.age)
+    ln_tc = math.log(x.total_cholesterol)
+    smoker = float(x.smoker)
+    lp = (
+        b[0] * ln_age
+        + b[1] * ln_tc
+        + b[2] * math.log(x.hdl)
+        + b[3] * math.log(x.systolic)
+        + b[4] * x.treated_hypertension
+        + b[5] * smoker
+        + b[6] * ln_age * ln_tc
+        + b[7] * math.log(min(x.age, b[11])) * smoker
+        + b[8] * ln_age * ln_age
+        + b[9]
+    )
+    risk = 100 * (1 - b[10] ** math.exp(lp))
+    text = (
+        "low (<10%)"
+        if risk < 10
+        else "intermediate (10-20%)"
+        if risk <= 20
+        else "high (>20%: a CHD risk equivalent in ATP III)"
+    )
+    return Outcome(
+        round(risk, 1),
+        text,
+        {"linear_predictor": round(lp, 4)},
+        ["not for people with diabetes or known CHD (ATP III counts them as CHD risk equivalents)"],
+    )
+
+
+class LdlInputs(Inputs):
+    total_cholesterol: Annotated[float, Q("cholesterol", 50, 1000, "Total cholesterol")]
+    hdl: Annotated[float, Q("cholesterol", 5, 200, "HDL cholesterol")]
+    triglycerides: Annotated[float, Q("triglycerides", 10, 5000, "Triglycerides (fasting)")]
+
+    @model_validator(mode="after")
+    def _friedewald_range(self) -> LdlInputs:
+        if self.triglycerides >= 400:
+            raise ValueError(
+                f"triglycerides {self.triglycerides:g} mg/dL are >= 400 mg/dL (4.5 mmol/L), "
+                "where the Friedewald estimate is invalid: measure LDL directly"
+            )
+        if self.hdl >= self.total_cholesterol:
+            raise ValueError(
+                f"HDL {self.hdl:g} mg/dL must be below total cholesterol "
+                f"{self.total_cholesterol:g} mg/dL"
+            )
+        return self
+
+
+@calculator(
+    "ldl_friedewald",
+    title="LDL cholesterol (Friedewald)",
+    unit="mg/dL",
+    citation="Friedewald WT, Levy RI, Fredrickson DS. Estimation of the concentration of "
+    "low-density lipoprotein cholesterol in plasma, without use of the preparative "
+    "ultracentrifuge. Clin Chem 1972;18:499-502 (LDL = TC - HDL - TG/5 in mg/dL; invalid at "
+    "TG >= 400 mg/dL).",
+)
+def ldl_friedewald(x: LdlInputs) -> Outcome:
+    """LDL cholesterol (mg/dL) = total cholesterol - HDL - triglycerides / 5 (TG < 400 mg/dL)."""
+    value = x.total_cholesterol - x.hdl - x.triglycerides / 5
+    text = (
+        "optimal (<100 mg/dL)"
+        if value < 100
+        else "near optimal (100-129)"
+        if value < 130
+        else "borderline high (130-159)"
+        if value < 160
+        else "high (160-189)"
+        if value < 190
+        else "very high (>=190 mg/dL)"
+    )
+    return Outcome(
+        round(value, 1),
+        f"{text} (ATP III categories)",
+        {"ldl_mmol_l": round(from_canonical(value, "mmol/L", "cholesterol"), 2)},
+    )

@@ -1,13 +1,14 @@
-"""Serum chemistry: anion gap, corrected calcium and sodium, osmolality, free-water deficit,
-HOMA-IR, fractional excretion of sodium."""
+"""Serum chemistry: anion gap (+ albumin-corrected), delta gap and delta ratio, corrected calcium
+and sodium, osmolality, free-water deficit, HOMA-IR, fractional excretion of sodium."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medmllm.agent.tools.calculators.base import Inputs, Outcome, Q, calculator
+from medmllm.agent.tools.calculators.fields import Sex, UreaOrBUN
 
 
 class AnionGapInputs(Inputs):
@@ -19,28 +20,172 @@ class AnionGapInputs(Inputs):
     ] = None
 
 
+class AlbuminGapInputs(AnionGapInputs):
+    albumin: Annotated[float, Q("albumin", 0.5, 7, "Serum albumin")]  # type: ignore[assignment]
+
+
+class DeltaRatioInputs(AnionGapInputs):
+    @model_validator(mode="after")
+    def _bicarbonate_fell(self) -> DeltaRatioInputs:
+        if self.bicarbonate >= NORMAL_BICARBONATE:
+            raise ValueError(
+                f"bicarbonate {self.bicarbonate:g} mmol/L is not below {NORMAL_BICARBONATE:g}: "
+                "the delta ratio divides the rise in anion gap by the fall in bicarbonate"
+            )
+        return self
+
+
+class AlbuminDeltaRatioInputs(DeltaRatioInputs):
+    albumin: Annotated[float, Q("albumin", 0.5, 7, "Serum albumin")]  # type: ignore[assignment]
+
+
+# The normal values the delta calculations subtract (Wrenn 1990; Rastegar 2007).
+NORMAL_ANION_GAP = 12.0
+NORMAL_BICARBONATE = 24.0
+NORMAL_ALBUMIN = 4.0
+
+_GAPS_CITATION = (
+    "Emmett M, Narins RG. Clinical use of the anion gap. Medicine 1977;56:38-54 "
+    "(AG = Na - (Cl + HCO3)); albumin correction AG + 2.5 x (4.0 - albumin g/dL): Figge J, "
+    "Jabor A, Kazda A, Fencl V. Anion gap and hypoalbuminemia. Crit Care Med 1998;26:1807-1810"
+)
+_DELTA_CITATION = (
+    "; delta gap = AG - 12 and corrected bicarbonate = HCO3 + delta gap: Wrenn K. The delta gap: "
+    "an approach to mixed acid-base disorders. Ann Emerg Med 1990;19:1310-1313; delta ratio = "
+    "(AG - 12) / (24 - HCO3): Rastegar A. Use of the DeltaAG/DeltaHCO3- ratio in the diagnosis "
+    "of mixed acid-base disorders. J Am Soc Nephrol 2007;18:2429-2431."
+)
+
+
+def _gap_reading(value: float) -> str:
+    if value > 12:
+        return "elevated (>12 mmol/L): consider high anion gap metabolic acidosis"
+    if value < 8:
+        return "low (<8 mmol/L): consider hypoalbuminaemia or laboratory error"
+    return "within the usual reference range (about 8-12 mmol/L without potassium)"
+
+
+def _gaps(x: AnionGapInputs) -> dict[str, float]:
+    """Every gap value the inputs allow (albumin-corrected ones when albumin is given)."""
+    ag = x.sodium - (x.chloride + x.bicarbonate)
+    out = {"anion_gap": ag, "delta_gap": ag - NORMAL_ANION_GAP}
+    fall = NORMAL_BICARBONATE - x.bicarbonate
+    out["corrected_bicarbonate"] = x.bicarbonate + out["delta_gap"]
+    if fall > 0:
+        out["delta_ratio"] = out["delta_gap"] / fall
+    if x.albumin is not None:
+        corrected = ag + 2.5 * (NORMAL_ALBUMIN - x.albumin)
+        out["albumin_corrected_anion_gap"] = corrected
+        out["albumin_corrected_delta_gap"] = corrected - NORMAL_ANION_GAP
+        if fall > 0:
+            out["albumin_corrected_delta_ratio"] = (corrected - NORMAL_ANION_GAP) / fall
+    return {k: round(v, 2) for k, v in out.items()}
+
+
 @calculator(
     "anion_gap",
     title="Anion gap (with albumin correction)",
     unit="mmol/L",
-    citation="Emmett M, Narins RG. Clinical use of the anion gap. Medicine 1977;56:38-54 "
-    "(AG = Na - (Cl + HCO3)); albumin correction AG + 2.5 x (4.0 - albumin g/dL): Figge J et al. "
-    "Anion gap and hypoalbuminemia. Crit Care Med 1998;26:1807-1810.",
+    citation=_GAPS_CITATION + ".",
 )
 def anion_gap(x: AnionGapInputs) -> Outcome:
-    """Serum anion gap = Na - (Cl + HCO3); albumin-corrected if albumin is given."""
-    ag = x.sodium - (x.chloride + x.bicarbonate)
-    details: dict[str, float] = {"anion_gap": round(ag, 1)}
-    used = ag
-    if x.albumin is not None:
-        used = ag + 2.5 * (4.0 - x.albumin)
-        details["albumin_corrected_anion_gap"] = round(used, 1)
-    text = (
-        "elevated (>12 mmol/L): consider high anion gap metabolic acidosis"
-        if used > 12
-        else ("within the usual reference range (about 8-12 mmol/L without potassium)")
-    )
+    """Serum anion gap = Na - (Cl + HCO3); with albumin, the albumin-corrected gap in details."""
+    gaps = _gaps(x)
+    ag = gaps["anion_gap"]
+    text = f"anion gap {ag:g} mmol/L: {_gap_reading(ag)}"
+    details = {"anion_gap": round(ag, 1)}
+    if "albumin_corrected_anion_gap" in gaps:
+        corrected = gaps["albumin_corrected_anion_gap"]
+        details["albumin_corrected_anion_gap"] = round(corrected, 1)
+        text += f"; albumin-corrected anion gap {corrected:g} mmol/L: {_gap_reading(corrected)}"
     return Outcome(round(ag, 1), text, details)
+
+
+@calculator(
+    "albumin_corrected_anion_gap",
+    title="Albumin-corrected anion gap",
+    unit="mmol/L",
+    citation=_GAPS_CITATION + ".",
+)
+def albumin_corrected_anion_gap(x: AlbuminGapInputs) -> Outcome:
+    """Albumin-corrected anion gap = Na - (Cl + HCO3) + 2.5 x (4.0 - albumin g/dL)."""
+    gaps = _gaps(x)
+    value = gaps["albumin_corrected_anion_gap"]
+    return Outcome(
+        round(value, 1),
+        f"albumin-corrected anion gap {value:g} mmol/L: {_gap_reading(value)}",
+        gaps,
+    )
+
+
+def _delta_gap_reading(corrected_bicarbonate: float) -> str:
+    if corrected_bicarbonate > 26:
+        return "corrected bicarbonate >26 mmol/L: a concurrent metabolic alkalosis"
+    if corrected_bicarbonate < 22:
+        return "corrected bicarbonate <22 mmol/L: a concurrent normal anion gap acidosis"
+    return "corrected bicarbonate 22-26 mmol/L: no second metabolic disorder by the delta gap"
+
+
+def _delta_ratio_reading(ratio: float) -> str:
+    if ratio < 0.4:
+        return "<0.4: hyperchloraemic normal anion gap acidosis"
+    if ratio < 0.8:
+        return "0.4-0.8: combined high and normal anion gap acidosis"
+    if ratio <= 2.0:
+        return "0.8-2.0: uncomplicated high anion gap acidosis"
+    return ">2.0: concurrent metabolic alkalosis or a pre-existing compensated respiratory acidosis"
+
+
+@calculator(
+    "delta_gap",
+    title="Delta gap (anion gap excess)",
+    unit="mmol/L",
+    citation=_GAPS_CITATION + _DELTA_CITATION,
+)
+def delta_gap(x: AnionGapInputs) -> Outcome:
+    """Delta gap = anion gap - 12; corrected bicarbonate = HCO3 + delta gap (albumin in details)."""
+    gaps = _gaps(x)
+    value = gaps["delta_gap"]
+    return Outcome(round(value, 1), _delta_gap_reading(gaps["corrected_bicarbonate"]), gaps)
+
+
+@calculator(
+    "albumin_corrected_delta_gap",
+    title="Albumin-corrected delta gap",
+    unit="mmol/L",
+    citation=_GAPS_CITATION + _DELTA_CITATION,
+)
+def albumin_corrected_delta_gap(x: AlbuminGapInputs) -> Outcome:
+    """Albumin-corrected delta gap = albumin-corrected anion gap - 12."""
+    gaps = _gaps(x)
+    value = gaps["albumin_corrected_delta_gap"]
+    return Outcome(round(value, 1), _delta_gap_reading(x.bicarbonate + value), gaps)
+
+
+@calculator(
+    "delta_ratio",
+    title="Delta ratio (delta anion gap / delta bicarbonate)",
+    unit="",
+    citation=_GAPS_CITATION + _DELTA_CITATION,
+)
+def delta_ratio(x: DeltaRatioInputs) -> Outcome:
+    """Delta ratio = (anion gap - 12) / (24 - HCO3); needs bicarbonate below 24 mmol/L."""
+    gaps = _gaps(x)
+    value = gaps["delta_ratio"]
+    return Outcome(round(value, 2), _delta_ratio_reading(value), gaps)
+
+
+@calculator(
+    "albumin_corrected_delta_ratio",
+    title="Albumin-corrected delta ratio",
+    unit="",
+    citation=_GAPS_CITATION + _DELTA_CITATION,
+)
+def albumin_corrected_delta_ratio(x: AlbuminDeltaRatioInputs) -> Outcome:
+    """Albumin-corrected delta ratio = (albumin-corrected anion gap - 12) / (24 - HCO3)."""
+    gaps = _gaps(x)
+    value = gaps["albumin_corrected_delta_ratio"]
+    return Outcome(round(value, 2), _delta_ratio_reading(value), gaps)
 
 
 class CorrectedCalciumInputs(Inputs):
@@ -101,12 +246,9 @@ def corrected_sodium(x: CorrectedSodiumInputs) -> Outcome:
     )
 
 
-class OsmolalityInputs(Inputs):
+class OsmolalityInputs(UreaOrBUN):
     sodium: Annotated[float, Q("electrolyte", 100, 200, "Serum sodium")]
     glucose: Annotated[float, Q("glucose", 10, 3000, "Serum glucose")]
-    bun: Annotated[
-        float, Q("bun", 1, 300, "Blood urea nitrogen (urea in mmol/L is the same number as mmol/L)")
-    ]
     ethanol: Annotated[float | None, Q("ethanol", 0, 1000, "Blood ethanol, if known")] = None
     measured: float | None = Field(
         None, ge=150, le=500, description="Measured osmolality (mOsm/kg) for the osmolal gap."
@@ -123,7 +265,9 @@ class OsmolalityInputs(Inputs):
 )
 def serum_osmolality(x: OsmolalityInputs) -> Outcome:
     """Calculated osmolality = 2 Na + glucose/18 + BUN/2.8 (+ ethanol/3.7), all in mg/dL."""
-    value = 2 * x.sodium + x.glucose / 18 + x.bun / 2.8
+    bun = x.bun_mg_dl
+    assert bun is not None  # UreaOrBUN requires one of the two
+    value = 2 * x.sodium + x.glucose / 18 + bun / 2.8
     if x.ethanol is not None:
         value += x.ethanol / 3.7
     details: dict[str, float] = {}
@@ -138,7 +282,7 @@ def serum_osmolality(x: OsmolalityInputs) -> Outcome:
 class FreeWaterInputs(Inputs):
     sodium: Annotated[float, Q("electrolyte", 100, 200, "Serum sodium")]
     weight: Annotated[float, Q("mass", 1, 400, "Body weight")]
-    sex: Literal["male", "female"] = Field(description="Sex (sets the total-body-water fraction).")
+    sex: Sex = Field(description="Sex (sets the total-body-water fraction).")
     age: Annotated[float, Q("age", 0, 120, "Age")]
     target_sodium: float = Field(140, ge=120, le=160, description="Target sodium, mmol/L.")
 

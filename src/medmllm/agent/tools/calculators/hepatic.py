@@ -1,4 +1,4 @@
-"""Liver: Child-Pugh, MELD-Na, FIB-4."""
+"""Liver: Child-Pugh, MELD-Na, MELD 3.0, FIB-4."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from medmllm.agent.tools.calculators.base import Inputs, Outcome, Q, calculator
+from medmllm.agent.tools.calculators.fields import Sex
 
 
 class ChildPughInputs(Inputs):
     bilirubin: Annotated[float, Q("bilirubin", 0.1, 60, "Total bilirubin")]
     albumin: Annotated[float, Q("albumin", 0.5, 7, "Serum albumin")]
     inr: float = Field(ge=0.5, le=20, description="INR.")
-    ascites: Literal["none", "mild", "moderate_severe"] = Field(description="Ascites.")
-    encephalopathy: Literal["none", "grade_1_2", "grade_3_4"] = Field(
-        description="Hepatic encephalopathy grade."
+    ascites: Literal["none", "mild", "moderate_severe"] | None = Field(
+        None, description="Ascites; not given = none (as the reference calculators score it)."
+    )
+    encephalopathy: Literal["none", "grade_1_2", "grade_3_4"] | None = Field(
+        None, description="Hepatic encephalopathy grade; not given = none."
     )
 
 
@@ -34,12 +37,22 @@ def child_pugh(x: ChildPughInputs) -> Outcome:
     bili = 1 if x.bilirubin < 2 else 2 if x.bilirubin <= 3 else 3
     alb = 1 if x.albumin > 3.5 else 2 if x.albumin >= 2.8 else 3
     inr = 1 if x.inr < 1.7 else 2 if x.inr <= 2.3 else 3
-    asc = {"none": 1, "mild": 2, "moderate_severe": 3}[x.ascites]
-    enc = {"none": 1, "grade_1_2": 2, "grade_3_4": 3}[x.encephalopathy]
+    given = (("ascites", x.ascites), ("encephalopathy", x.encephalopathy))
+    absent = [name for name, value in given if value is None]
+    asc = {"none": 1, "mild": 2, "moderate_severe": 3}[x.ascites or "none"]
+    enc = {"none": 1, "grade_1_2": 2, "grade_3_4": 3}[x.encephalopathy or "none"]
     score = bili + alb + inr + asc + enc
     cls = "A" if score <= 6 else "B" if score <= 9 else "C"
     parts = {"bilirubin": bili, "albumin": alb, "inr": inr, "ascites": asc, "encephalopathy": enc}
-    return Outcome(score, f"Child-Pugh class {cls}", parts | {"class": cls})
+    text = f"Child-Pugh class {cls}"
+    warnings = []
+    if absent:
+        text += f" ({' and '.join(absent)} not given: scored as none)"
+        warnings.append(
+            f"{', '.join(absent)} not given and scored as none (1 point); if present, the "
+            "score is higher"
+        )
+    return Outcome(score, text, parts | {"class": cls, "scored_as_none": absent}, warnings)
 
 
 class MeldNaInputs(Inputs):
@@ -80,6 +93,57 @@ def meld_na(x: MeldNaInputs) -> Outcome:
         {
             "meld": round(meld_i),
             "bounded_inputs": {"cr": cr, "bili": bili, "inr": inr, "na": na},
+        },
+    )
+
+
+class Meld3Inputs(Inputs):
+    sex: Sex = Field(description="Sex (female adds 1.33).")
+    bilirubin: Annotated[float, Q("bilirubin", 0.1, 80, "Total bilirubin")]
+    sodium: Annotated[float, Q("electrolyte", 100, 180, "Serum sodium")]
+    inr: float = Field(ge=0.5, le=20, description="INR.")
+    creatinine: Annotated[float, Q("creatinine", 0.1, 25, "Serum creatinine")]
+    albumin: Annotated[float, Q("albumin", 0.5, 7, "Serum albumin")]
+    dialysis: bool = Field(
+        False, description="Dialysis twice or more in the past week (or 24 h of CVVHD)."
+    )
+
+
+@calculator(
+    "meld_3",
+    title="MELD 3.0 (OPTN 2023)",
+    unit="points",
+    citation="Kim WR, Mannalithara A, Heimbach JK, et al. MELD 3.0: the Model for End-Stage "
+    "Liver Disease updated for the modern era. Gastroenterology 2021;161:1887-1895 (bounds: "
+    "bilirubin, INR, creatinine >= 1.0; creatinine <= 3.0 or 3.0 on dialysis; sodium 125-137; "
+    "albumin 1.5-3.5; score capped at 40).",
+)
+def meld_3(x: Meld3Inputs) -> Outcome:
+    """MELD 3.0 = 1.33 female + 4.56 ln bili + 0.82 (137-Na) - 0.24 (137-Na) ln bili + 9.09 ln INR
+    + 11.14 ln Cr + 1.85 (3.5-alb) - 1.83 (3.5-alb) ln Cr + 6."""
+    cr = 3.0 if x.dialysis else min(max(x.creatinine, 1.0), 3.0)
+    bili = max(x.bilirubin, 1.0)
+    inr = max(x.inr, 1.0)
+    na = min(max(x.sodium, 125.0), 137.0)
+    alb = min(max(x.albumin, 1.5), 3.5)
+    raw = (
+        1.33 * (x.sex == "female")
+        + 4.56 * math.log(bili)
+        + 0.82 * (137 - na)
+        - 0.24 * (137 - na) * math.log(bili)
+        + 9.09 * math.log(inr)
+        + 11.14 * math.log(cr)
+        + 1.85 * (3.5 - alb)
+        - 1.83 * (3.5 - alb) * math.log(cr)
+        + 6
+    )
+    score = min(round(raw), 40)
+    return Outcome(
+        score,
+        "predicts 90-day waitlist mortality; replaced MELD-Na for US liver allocation in 2023",
+        {
+            "unrounded": round(raw, 2),
+            "bounded_inputs": {"cr": cr, "bili": bili, "inr": inr, "na": na, "albumin": alb},
         },
     )
 

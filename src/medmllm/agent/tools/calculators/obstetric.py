@@ -1,4 +1,4 @@
-"""Obstetrics: estimated due date and gestational age (Naegele's rule)."""
+"""Obstetrics: due date and gestational age (Naegele's rule), estimated conception date."""
 
 from __future__ import annotations
 
@@ -69,4 +69,30 @@ def due_date(x: DueDateInputs) -> Outcome:
             "as_of": on.isoformat(),
             "gestational_age_total_days": days,
         },
+    )
+
+
+class ConceptionInputs(Inputs):
+    last_menstrual_period: dt.date = Field(description="First day of the last menstrual period.")
+    cycle_length: int = Field(28, ge=20, le=45, description="Usual cycle length in days.")
+
+
+@calculator(
+    "conception_date",
+    title="Estimated date of conception",
+    unit="date",
+    citation="Ovulation and conception about 14 days before the next menses, i.e. LMP + "
+    "(cycle length - 14) days, LMP + 2 weeks in a 28-day cycle: ACOG Committee Opinion No. "
+    "700, Methods for estimating the due date, Obstet Gynecol 2017;129:e150-e154; Wilcox AJ, "
+    "Weinberg CR, Baird DD. Timing of sexual intercourse in relation to ovulation. N Engl J Med "
+    "1995;333:1517-1521.",
+)
+def conception_date(x: ConceptionInputs) -> Outcome:
+    """Estimated conception date = LMP + (cycle length - 14) days (LMP + 14 days for 28 days)."""
+    day = x.last_menstrual_period + dt.timedelta(days=x.cycle_length - 14)
+    return Outcome(
+        day.isoformat(),
+        "estimated ovulation and conception day; the due date is 266 days later",
+        {"due_date": (day + dt.timedelta(days=266)).isoformat()},
+        ["an estimate: ovulation varies by several days even in regular cycles"],
     )

@@ -6,7 +6,14 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
-from medmllm.agent.tools.calculators.base import Inputs, Outcome, Q, calculator
+from medmllm.agent.tools.calculators.base import (
+    Inputs,
+    Outcome,
+    Q,
+    calculator,
+    score_items,
+    step,
+)
 
 
 class WellsPEInputs(Inputs):
@@ -130,54 +137,105 @@ def perc(x: PERCInputs) -> Outcome:
 
 
 CapriniFactor = Literal[
-    # 1 point
     "minor_surgery",
-    "bmi_over_25",
-    "swollen_legs",
+    "major_surgery_within_1_month",
     "varicose_veins",
-    "pregnant_or_postpartum",
-    "unexplained_stillbirth_or_recurrent_abortion",
-    "oral_contraceptives_or_hrt",
+    "inflammatory_bowel_disease",
+    "swollen_legs",
+    "bmi_over_25",
+    "acute_myocardial_infarction",
+    "heart_failure_within_1_month",
     "sepsis_within_1_month",
     "serious_lung_disease_within_1_month",
     "abnormal_pulmonary_function",
-    "acute_myocardial_infarction",
-    "heart_failure_within_1_month",
-    "inflammatory_bowel_disease",
     "medical_patient_at_bed_rest",
-    # 2 points
+    "other_risk_factor",
+    "oral_contraceptives_or_hrt",
+    "pregnant_or_postpartum",
+    "unexplained_stillbirth_or_recurrent_abortion",
     "arthroscopic_surgery",
+    "malignancy",
     "major_open_surgery_over_45_min",
     "laparoscopic_surgery_over_45_min",
-    "malignancy",
     "confined_to_bed_over_72_h",
     "immobilizing_plaster_cast",
     "central_venous_access",
-    # 3 points
     "history_of_vte",
     "family_history_of_vte",
     "factor_v_leiden",
     "prothrombin_20210a",
+    "elevated_homocysteine",
     "lupus_anticoagulant",
     "anticardiolipin_antibodies",
-    "elevated_homocysteine",
     "heparin_induced_thrombocytopenia",
     "other_thrombophilia",
-    # 5 points
-    "stroke_within_1_month",
     "elective_major_lower_extremity_arthroplasty",
     "hip_pelvis_or_leg_fracture",
+    "stroke_within_1_month",
+    "multiple_trauma_within_1_month",
     "acute_spinal_cord_injury_within_1_month",
 ]
 
-_CAPRINI_POINTS: dict[str, int] = {}
-for _pts, _names in (
-    (1, get_args(CapriniFactor)[:14]),
-    (2, get_args(CapriniFactor)[14:21]),
-    (3, get_args(CapriniFactor)[21:30]),
-    (5, get_args(CapriniFactor)[30:]),
-):
-    _CAPRINI_POINTS.update(dict.fromkeys(_names, _pts))
+# Caprini 2005 risk assessment form: every item and its points, as printed (age scored apart).
+CAPRINI_POINTS: dict[str, int] = {
+    # 1 point each
+    "minor_surgery": 1,  # minor surgery planned
+    "major_surgery_within_1_month": 1,  # history of prior major surgery (< 1 month)
+    "varicose_veins": 1,
+    "inflammatory_bowel_disease": 1,  # history of
+    "swollen_legs": 1,  # current
+    "bmi_over_25": 1,  # obesity (BMI > 25)
+    "acute_myocardial_infarction": 1,
+    "heart_failure_within_1_month": 1,  # congestive heart failure (< 1 month)
+    "sepsis_within_1_month": 1,
+    "serious_lung_disease_within_1_month": 1,  # incl. pneumonia (< 1 month)
+    "abnormal_pulmonary_function": 1,  # COPD
+    "medical_patient_at_bed_rest": 1,  # currently at bed rest
+    "other_risk_factor": 1,  # "other risk factors" line of the form
+    # 1 point each, women only
+    "oral_contraceptives_or_hrt": 1,
+    "pregnant_or_postpartum": 1,  # (< 1 month)
+    "unexplained_stillbirth_or_recurrent_abortion": 1,  # >= 3 abortions, toxaemia, IUGR birth
+    # 2 points each
+    "arthroscopic_surgery": 2,
+    "malignancy": 2,  # present or previous
+    "major_open_surgery_over_45_min": 2,
+    "laparoscopic_surgery_over_45_min": 2,
+    "confined_to_bed_over_72_h": 2,
+    "immobilizing_plaster_cast": 2,  # (< 1 month)
+    "central_venous_access": 2,
+    # 3 points each
+    "history_of_vte": 3,  # DVT/PE
+    "family_history_of_vte": 3,  # family history of thrombosis
+    "factor_v_leiden": 3,
+    "prothrombin_20210a": 3,
+    "elevated_homocysteine": 3,
+    "lupus_anticoagulant": 3,
+    "anticardiolipin_antibodies": 3,
+    "heparin_induced_thrombocytopenia": 3,
+    "other_thrombophilia": 3,  # other congenital or acquired
+    # 5 points each
+    "elective_major_lower_extremity_arthroplasty": 5,
+    "hip_pelvis_or_leg_fracture": 5,  # (< 1 month)
+    "stroke_within_1_month": 5,
+    "multiple_trauma_within_1_month": 5,
+    "acute_spinal_cord_injury_within_1_month": 5,  # paralysis
+}
+# One planned operation and one mobility state: only the highest-scoring choice counts.
+CAPRINI_ALTERNATIVES = (
+    (
+        "minor_surgery",
+        "arthroscopic_surgery",
+        "major_open_surgery_over_45_min",
+        "laparoscopic_surgery_over_45_min",
+        "elective_major_lower_extremity_arthroplasty",
+    ),
+    ("medical_patient_at_bed_rest", "confined_to_bed_over_72_h"),
+)
+# Age points on the 2005 form: 41-60 1, 61-74 2, >= 75 3.
+CAPRINI_AGE = ((75, 3), (61, 2), (41, 1))
+if set(CAPRINI_POINTS) != set(get_args(CapriniFactor)):  # pragma: no cover - import guard
+    raise AssertionError("CAPRINI_POINTS and CapriniFactor must list the same items")
 
 
 class CapriniInputs(Inputs):
@@ -192,14 +250,15 @@ class CapriniInputs(Inputs):
     title="Caprini venous thromboembolism risk score (2005)",
     unit="points",
     citation="Caprini JA. Thrombosis risk assessment as a guide to quality patient care. Dis Mon "
-    "2005;51:70-78.",
+    "2005;51:70-78 (risk assessment form: items and points); risk bands: Gould MK et al. "
+    "Prevention of VTE in nonorthopedic surgical patients. Chest 2012;141(2 Suppl):e227S-e277S.",
 )
 def caprini(x: CapriniInputs) -> Outcome:
-    """Caprini VTE risk: age points plus 1/2/3/5-point factors; 0 very low, 1-2 low, 3-4 moderate,
-    >=5 high."""
-    age_pts = 3 if x.age >= 75 else 2 if x.age >= 61 else 1 if x.age >= 41 else 0
-    factors = sorted(set(x.factors))
-    score = age_pts + sum(_CAPRINI_POINTS[f] for f in factors)
+    """Caprini VTE risk: age points plus 1/2/3/5-point factors of the 2005 form; 0 very low, 1-2
+    low, 3-4 moderate, >=5 high."""
+    age_pts = step(x.age, CAPRINI_AGE, below=0)
+    factor_pts, counted, warnings = score_items(x.factors, CAPRINI_POINTS, CAPRINI_ALTERNATIVES)
+    score = age_pts + factor_pts
     text = (
         "very low"
         if score == 0
@@ -209,4 +268,9 @@ def caprini(x: CapriniInputs) -> Outcome:
         if score <= 4
         else ("high")
     )
-    return Outcome(score, f"{text} VTE risk", {"age_points": age_pts, "factors": factors})
+    return Outcome(
+        score,
+        f"{text} VTE risk (ACCP 2012 bands)",
+        {"age_points": age_pts, "factors": counted, "factor_points": factor_pts},
+        warnings,
+    )
