@@ -36,6 +36,8 @@ def test_unknown_option_names_it(tmp_path: Path) -> None:
         ts.run("cpu", tmp_path, eval_limt=3)
     with pytest.raises(ConfigError, match="sft_mst"):
         ts.run("cpu", tmp_path, stages=["base", "sft_mst"])
+    with pytest.raises(ConfigError, match="mts_stages names sft_mts"):
+        ts.run("cpu", tmp_path, stages=["base", "sft"], mts_stages=["base", "sft_mts"])
 
 
 @pytest.mark.parametrize(
@@ -162,6 +164,7 @@ def test_flow_on_tiny_model(
         "mts_limit": 3,
         "mts_max_tokens": 4,
         "stages": ["base", "sft", "cpt+ift+sft+dpo", ts.MTS_STAGE],
+        "mts_stages": ["base", "sft", ts.MTS_STAGE],
     }
     result = ts.run("cpu", out, **options)
     assert (out / "table.md").read_text().count("\n") == 2 + 4 + 2  # + the two constants
@@ -203,7 +206,8 @@ def test_flow_on_tiny_model(
     # a rerun reuses every stage: no training run and no generation is redone
     files = [*out.glob("eval/*/gen/mts.json"), *out.glob("runs/*/result.json")]
     written = {p: p.stat().st_mtime_ns for p in files}
-    assert len(files) == 4 + 6  # generations of 4 stages; cpt, cpt+ift, …, sft, sft_mts
+    assert len(files) == 3 + 6  # generations of 3 stages; cpt, cpt+ift, …, sft, sft_mts
+    assert "mts_dialog" not in saved["table"]["cpt+ift+sft+dpo"]  # not in mts_stages
     again = ts.run("cpu", out, **options)
     assert again["table"] == result["table"]
     assert {p: p.stat().st_mtime_ns for p in written} == written

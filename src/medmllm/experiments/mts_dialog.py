@@ -207,8 +207,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Generate a note section for every row of ``task_file`` and score it like the harness.
 
-    The section is saved in ``out/mts.json`` with a key of (model, prompts, budgets), so a rerun
-    of an unchanged stage reuses it.
+    The generations are saved in ``out/mts.json`` with a key of (model, prompts, budgets), so a
+    rerun of an unchanged stage reuses them.
     """
     from medmllm.eval.cache import model_key
     from medmllm.eval.extract import extract
@@ -228,25 +228,46 @@ def evaluate(
         {"model": model_key(generator.load_options()), "prompts": prompts, "max_tokens": limits}
     )
     path = out / "mts.json"
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("key") == key:
-            return dict(saved["task"])
-    started = time.perf_counter()
-    replies = generator.chat_batch(
-        [[{"role": "user", "content": p}] for p in prompts], limits, batch_size=batch_size
-    )
-    seconds = time.perf_counter() - started
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if saved.get("key") != key or "items" not in saved:
+        started = time.perf_counter()
+        replies = generator.chat_batch(
+            [[{"role": "user", "content": p}] for p in prompts], limits, batch_size=batch_size
+        )
+        seconds = time.perf_counter() - started
+        saved = {
+            "key": key,
+            "items": [
+                {
+                    "id": item.id,
+                    "section_header": headers[item.id],
+                    "max_tokens": limit,
+                    "finish_reason": reply.finish_reason,
+                    "completion_tokens": reply.usage.completion_tokens,
+                    "output": reply.text,
+                }
+                for item, reply, limit in zip(items, replies, limits, strict=True)
+            ],
+            "timing": {
+                "seconds": round(seconds, 2),
+                "generated_tokens": sum(r.usage.completion_tokens for r in replies),
+                "prompt_tokens": sum(r.usage.prompt_tokens for r in replies),
+                "batch_size": batch_size,
+            },
+        }
+        _atomic_write_json(path, saved)
+    # only the generations are cached: scores are recomputed (a metric that became available,
+    # METEOR once WordNet is installed, shows up on a rerun)
     preds = [
         Prediction(
             id=item.id,
             gold=item.answer,
-            pred=extract(task.config.answer_type, reply.text, None),
-            output=reply.text,
+            pred=extract(task.config.answer_type, row["output"], None),
+            output=row["output"],
         )
-        for item, reply in zip(items, replies, strict=True)
+        for item, row in zip(items, saved["items"], strict=True)
     ]
-    section: dict[str, Any] = {
+    return {
         "task": task.name,
         "n": len(items),
         **score_predictions(task, items, preds, seed=seed),
@@ -254,27 +275,11 @@ def evaluate(
             "rouge_l": _rouge_l([p.pred or "" for p in preds], [it.answer for it in items])
         },
         "items": [
-            {
-                "id": p.id,
-                "section_header": headers[p.id],
-                "max_tokens": limit,
-                "finish_reason": reply.finish_reason,
-                "completion_tokens": reply.usage.completion_tokens,
-                "gold": p.gold,
-                "pred": p.pred,
-                "output": p.output,
-            }
-            for p, reply, limit in zip(preds, replies, limits, strict=True)
+            {**row, "gold": p.gold, "pred": p.pred}
+            for p, row in zip(preds, saved["items"], strict=True)
         ],
-        "timing": {
-            "seconds": round(seconds, 2),
-            "generated_tokens": sum(r.usage.completion_tokens for r in replies),
-            "prompt_tokens": sum(r.usage.prompt_tokens for r in replies),
-            "batch_size": batch_size,
-        },
+        "timing": saved["timing"],
     }
-    _atomic_write_json(path, {"key": key, "task": section})
-    return section
 
 
 def paired_difference(a: list[float], b: list[float], *, seed: int) -> dict[str, Any]:

@@ -81,6 +81,12 @@ class StagesPreset(BaseModel):
         "gets the 90th percentile of its training notes' lengths.",
     )
     mts_gen_batch_size: int = Field(16, description="Dialogues generated per batch.")
+    mts_stages: list[str] | None = Field(
+        default_factory=lambda: ["base", MTS_STAGE],
+        description="Stages whose model writes the MTS-Dialog sections (None: every stage). "
+        "The cpu preset skips the MCQA/MedQuAD stages, which do not train on MTS-Dialog: 100 "
+        "generations cost ~3 CPU-minutes per stage.",
+    )
     mts_max_length: int = Field(768, description="Training sequence length of the MTS stage.")
     mts_batch_size: int = Field(4, description="Packed sequences per step of the MTS stage.")
     mts_learning_rate: float = Field(1e-3, description="Learning rate of the MTS stage.")
@@ -120,6 +126,7 @@ PRESETS: dict[str, StagesPreset] = {
         mts_batch_size=8,
         mts_learning_rate=2e-4,
         mts_augmented=True,
+        mts_stages=None,
     ),
 }
 
@@ -231,7 +238,9 @@ def evaluate_stage(
     heldout: dict[str, Path],
     out: Path,
     budgets: dict[str, int] | None = None,
-) -> tuple[dict[str, Any], dict[str, int]]:
+    *,
+    mts: bool = True,
+) -> tuple[dict[str, Any], dict[str, int] | None]:
     """Evaluate one stage's model: the harness on the held-apart MC rows, batched generation
     on the MTS-Dialog rows; returns (task → section, the MTS token budgets used)."""
     from medmllm.eval import EvalOptions, run_eval
@@ -257,17 +266,18 @@ def evaluate_stage(
             report=False,
         )
         sections.update(mc["tasks"])
-    if budgets is None:  # the same budgets for every stage: they come from the base tokenizer
-        budgets = mts_dialog.token_budgets(generator.tokenizer, preset.mts_max_tokens)
-    sections["mts_dialog"] = mts_dialog.evaluate(
-        generator,
-        heldout["mts_dialog"],
-        budgets,
-        out / "gen",
-        default_budget=preset.mts_max_tokens,
-        batch_size=preset.mts_gen_batch_size,
-        seed=options.seed,
-    )
+    if mts:
+        if budgets is None:  # the same budgets for every stage: from the base tokenizer
+            budgets = mts_dialog.token_budgets(generator.tokenizer, preset.mts_max_tokens)
+        sections["mts_dialog"] = mts_dialog.evaluate(
+            generator,
+            heldout["mts_dialog"],
+            budgets,
+            out / "gen",
+            default_budget=preset.mts_max_tokens,
+            batch_size=preset.mts_gen_batch_size,
+            seed=options.seed,
+        )
     generator.close()
     return sections, budgets
 
@@ -302,7 +312,9 @@ def summarise(
                 **_row(tasks[name], "accuracy"),
                 "prediction_distribution": tasks[name].get("prediction_distribution"),
             }
-        gen = tasks["mts_dialog"]
+        gen = tasks.get("mts_dialog")
+        if gen is None:  # not generated for this stage (mts_stages)
+            continue
         cells: dict[str, Any] = {m: _row(gen, m, const["metrics"][m]["value"]) for m in GEN_METRICS}
         mine = gen["per_item"]["rouge_l"]
         cells["rouge_l_minus_constant"] = paired_difference(
@@ -343,8 +355,8 @@ def write_table(
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for stage, row in table.items():
         cells = [stage, *(_fmt(row[n]) for n in mc_tasks)]
-        mts = row["mts_dialog"]
-        cells += [_fmt(mts[m]) for m in GEN_METRICS] + [_fmt(mts.get("rouge_l_minus_base"))]
+        mts = row.get("mts_dialog", {})
+        cells += [_fmt(mts.get(m)) for m in GEN_METRICS] + [_fmt(mts.get("rouge_l_minus_base"))]
         if mc_tasks:
             dist = row[mc_tasks[0]].get("prediction_distribution") or {}
             total = sum(dist.values()) or 1
@@ -377,7 +389,7 @@ def plot(
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
     for ax, name in zip(axes[0], panels, strict=True):
         if name == "mts_dialog":
-            cells = [table[s][name]["rouge_l"] for s in stages]
+            cells = [table[s].get(name, {}).get("rouge_l", {"value": None}) for s in stages]
             ax.set_title("MTS-Dialog ROUGE-L")
         else:
             cells = [table[s][name] for s in stages]
@@ -434,12 +446,18 @@ def run(preset: Preset, out_dir: Path, **options: Any) -> dict[str, Any]:
     unknown = sorted(set(settings.stages) - set(PIPELINES)) + sorted(
         set(settings.mc_tasks) - set(MC_TASKS)
     )
-    if unknown:
-        from medmllm.errors import ConfigError
+    from medmllm.errors import ConfigError
 
+    if unknown:
         raise ConfigError(
             f"unknown stage or task {', '.join(unknown)}",
             hint=f"stages: {', '.join(PIPELINES)}; mc_tasks: {', '.join(MC_TASKS)}",
+        )
+    idle = sorted(set(settings.mts_stages or []) - set(settings.stages))
+    if idle and "mts_stages" in options:  # given, but it would not apply: an error
+        raise ConfigError(
+            f"mts_stages names {', '.join(idle)}, which this run does not run",
+            hint=f"stages run: {', '.join(settings.stages)}",
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -467,7 +485,12 @@ def run(preset: Preset, out_dir: Path, **options: Any) -> dict[str, Any]:
         t1, c1 = time.perf_counter(), _cpu_seconds()
         console.print(f"{label}: evaluating on the held-apart rows ({_elapsed(started)})")
         per_stage[stage], budgets = evaluate_stage(
-            adapter, settings, heldout, out / "eval" / stage, budgets
+            adapter,
+            settings,
+            heldout,
+            out / "eval" / stage,
+            budgets,
+            mts=settings.mts_stages is None or stage in settings.mts_stages,
         )
         t2, c2 = time.perf_counter(), _cpu_seconds()
         timing[stage] = {
