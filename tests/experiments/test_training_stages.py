@@ -12,6 +12,8 @@ from medmllm.experiments import mts_dialog
 from medmllm.experiments import training_stages as ts
 from tests.train.conftest import build_tiny_model
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.mark.parametrize("preset", ["cpu", "gpu"])
 def test_preset_configs_build(preset: str, tmp_path: Path) -> None:
@@ -27,6 +29,17 @@ def test_preset_configs_build(preset: str, tmp_path: Path) -> None:
     assert mts.chat and mts.data.builder == "mts_dialog" and mts.data.split == "train"
     assert mts.max_length == settings.mts_max_length and mts.lora == settings.mts_lora
     assert set(settings.stages) <= set(ts.PIPELINES)
+
+
+def test_shipped_mts_config_is_the_cpu_stage(tmp_path: Path) -> None:
+    """configs/train/sft_mts_dialog.yaml trains what experiment 3's sft_mts stage trains."""
+    from medmllm.train.core import load_config
+    from medmllm.train.sft import SFTRunConfig
+
+    shipped = load_config(ROOT / "configs/train/sft_mts_dialog.yaml", SFTRunConfig, {})
+    stage = ts._recipe_config(ts.MTS_STAGE, ts.PRESETS["cpu"], tmp_path, None)
+    fields = ("max_steps", "max_length", "batch_size", "learning_rate", "lora", "chat", "data")
+    assert {f: getattr(shipped, f) for f in fields} == {f: getattr(stage, f) for f in fields}
 
 
 def test_unknown_option_names_it(tmp_path: Path) -> None:
