@@ -187,6 +187,7 @@ def test_flow_on_tiny_model(
     assert cell["n"] == 4 and cell["majority"] is not None and len(cell["ci"]) == 2
     mts = saved["table"][ts.MTS_STAGE]["mts_dialog"]
     assert {"rouge_l", "sacrebleu", "rouge_l_minus_base", "rouge_l_minus_constant"} <= set(mts)
+    assert "rouge_l_minus_constant_per_section" in mts
     assert mts["rouge_l"]["n"] == 3 and mts["rouge_l"]["majority"] is not None
     assert set(saved["mts_baselines"]) == {"constant", "constant per section"}
     assert saved["timing"][ts.MTS_STAGE]["train_cpu_s"] > 0

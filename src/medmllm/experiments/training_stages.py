@@ -299,7 +299,7 @@ def summarise(
 ) -> dict[str, dict[str, Any]]:
     """stage → task → {value, ci, n, majority, prediction_distribution}; MTS cells carry the
     train-chosen constant as their baseline and the paired ROUGE-L difference to the base
-    model and to the constant."""
+    model and to each constant."""
     from medmllm.experiments.mts_dialog import paired_difference
 
     table: dict[str, dict[str, Any]] = {}
@@ -319,6 +319,9 @@ def summarise(
         mine = gen["per_item"]["rouge_l"]
         cells["rouge_l_minus_constant"] = paired_difference(
             mine, const["per_item"]["rouge_l"], seed=seed
+        )
+        cells["rouge_l_minus_constant_per_section"] = paired_difference(
+            mine, constants["constant per section"]["per_item"]["rouge_l"], seed=seed
         )
         if base_scores and stage != "base":
             cells["rouge_l_minus_base"] = paired_difference(mine, base_scores["rouge_l"], seed=seed)
