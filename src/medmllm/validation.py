@@ -67,9 +67,18 @@ def validation_message(
     return "; ".join(parts) + more
 
 
-def missing_keys(exc: _HasErrors) -> list[str]:
-    """The top-level keys that were required but absent (e.g. to ask the user for them)."""
-    return [str(e["loc"][0]) for e in exc.errors() if e.get("type") == "missing" and e.get("loc")]
+def missing_keys(exc: _HasErrors, *, with_why: bool = False) -> list[str]:
+    """The top-level keys that were required but absent (e.g. to ask the user for them).
+
+    ``with_why`` appends a conditional requirement's reason, when the error carries one in its
+    context (``ctx["why"]``), e.g. ``urea (or give bun)``.
+    """
+    out = []
+    for e in exc.errors():
+        if e.get("type") == "missing" and e.get("loc"):
+            why = (e.get("ctx") or {}).get("why") if with_why else None
+            out.append(f"{e['loc'][0]} ({why})" if why else str(e["loc"][0]))
+    return out
 
 
 def config_error(exc: _HasErrors, what: str, *, hint: str | None = None) -> ConfigError:

@@ -26,12 +26,11 @@ import json
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from medmllm.models.backends.hf import HFGenerator
+from medmllm.models.backends.hf import HFGenerator  # batched generation is its own capability
 
 GEN_METRICS = ("rouge_l", "sacrebleu", "meteor")
 TASK_METRICS = ["rouge_l", "bleu", "meteor"]

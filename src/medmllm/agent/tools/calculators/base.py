@@ -162,16 +162,10 @@ class Calculator:
         try:
             return self.inputs.model_validate(arguments)
         except ValidationError as exc:
-            missing = missing_keys(exc)
             # A conditionally required input says why (fields.missing): "urea (or give bun)".
-            why = {
-                str(e["loc"][0]): f" ({e['ctx']['why']})"
-                for e in exc.errors()
-                if e.get("type") == "missing" and e.get("loc") and "why" in (e.get("ctx") or {})
-            }
+            missing = missing_keys(exc, with_why=True)
             hint = (
-                f"ask the user for {', '.join(m + why.get(m, '') for m in missing)}; "
-                "never guess clinical values"
+                f"ask the user for {', '.join(missing)}; never guess clinical values"
                 if missing
                 else "correct the value or give its unit"
             )
