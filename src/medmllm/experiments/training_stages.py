@@ -8,10 +8,10 @@ is evaluated on rows that no stage trained on:
   hash split; SFT and DPO train on the other 80%);
 - PubMedQA: the held-apart 20% of ``pqal_dev`` (CPT on PubMedQA is not used here);
 - MTS-Dialog validation (dialogue + section header → note section; ROUGE-L / BLEU / METEOR),
-  next to two constant-answer baselines chosen on training rows
-  (:mod:`medmllm.experiments.mts_dialog`). The ``sft_mts`` stage trains on the training
-  dialogues minus a 10% tune split (on which its settings were chosen) and minus training rows
-  that copy a validation dialogue.
+  generated for the ``mts_stages`` (cpu preset: base and ``sft_mts``), next to two
+  constant-answer baselines chosen on training rows (:mod:`medmllm.experiments.mts_dialog`).
+  The ``sft_mts`` stage trains on the training dialogues minus a 10% tune split (on which its
+  settings were chosen) and minus training rows that copy a validation dialogue.
 
 Output in ``out_dir``: ``results.json`` (per stage and task: metric, 95% CI, baseline,
 prediction distribution, paired ROUGE-L differences, training summary, wall and CPU seconds),
