@@ -3,24 +3,55 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from medmllm.errors import InvalidRequestError
 
 
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``["mts_split=tune", "stages=[base, sft_mts]"]`` → options; values are read as YAML."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequestError(
+                f"--set takes KEY=VALUE, got {pair!r}",
+                hint="e.g. --set mts_split=tune --set 'stages=[base, sft_mts]'",
+            )
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InvalidRequestError(
+                f"--set {key.strip()}: {value!r} is not a YAML value",
+                hint="quote strings with YAML syntax, e.g. --set 'stages=[base, sft_mts]'",
+            ) from None
+    return options
+
+
 def experiment(
     name: str = typer.Argument(..., help="vision-encoders, alignment or training-stages."),
     preset: str = typer.Option("cpu", "--preset", help="cpu (small, offline) or gpu (hub ids)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder."),  # noqa: B008
+    sets: list[str] = typer.Option(  # noqa: B008
+        [],
+        "--set",
+        help="KEY=VALUE override of a preset setting (repeatable; values are YAML), e.g. "
+        "training-stages --set mts_split=tune to choose the MTS stage's settings.",
+    ),
 ) -> None:
     """Run one of the survey's experiments and write its table, plot and JSON."""
     from medmllm.experiments import EXPERIMENTS, run_experiment
 
     if preset not in ("cpu", "gpu"):
         raise InvalidRequestError(f"--preset must be cpu or gpu, got {preset!r}")
+    options = parse_sets(sets)
     EXPERIMENTS.get(name)  # unknown names fail before any work, with "did you mean"
-    run_experiment(name, preset, out or Path("experiments-runs") / name / preset)  # type: ignore[arg-type]
+    target = out or Path("experiments-runs") / name / preset
+    run_experiment(name, preset, target, **options)  # type: ignore[arg-type]
 
 
 def register(app: typer.Typer) -> None:
