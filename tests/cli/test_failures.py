@@ -68,6 +68,14 @@ def test_debug_flag_is_removed_anywhere_but_after_double_dash(monkeypatch):
     assert debug_requested(["ask"])[0] is True
 
 
+def _sigint_default() -> None:
+    """A shell without job control starts background jobs with SIGINT ignored (``cmd &`` in a
+    script, nohup, some CI runners), and an ignored signal survives exec: the child would never
+    see the Ctrl-C. Python installs its KeyboardInterrupt handler only over the default
+    disposition, so give the child that back (a user's terminal always does)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 _SLEEPER = """
 import sys, time
 from medmllm.cli.main import app, main
@@ -85,6 +93,7 @@ def test_ctrl_c_prints_one_line_and_exits_130():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_sigint_default,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
@@ -131,6 +140,7 @@ def test_ctrl_c_during_eval_says_interrupted_and_the_rerun_resumes(tmp_path) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_sigint_default,
     )
     _wait_blocked(proc, log)
     proc.send_signal(signal.SIGINT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from medmllm.errors import InvalidRequestError
 from medmllm.models.generator import LoglikelihoodRequest, load_generator, split_context
 
 SHOTS = "".join(
@@ -77,3 +78,29 @@ def test_one_row_per_context_for_single_token_options(tiny):
     # 4 questions: one shared row for " A"/" B"/" C", one row for the multi-token option; + 2
     assert len(rows) == 4 * 2 + 2
     assert len(plan) == len(_requests(""))
+
+
+def test_chat_batch_gives_the_greedy_chat_replies(tiny_llama_dir):
+    """Left-padded batches, grouped by max_tokens, give each row what chat gives it alone,
+    including rows that end (EOS) while others in their batch go on."""
+    gen = load_generator("hf", str(tiny_llama_dir))
+    conversations = [[{"role": "user", "content": stem}] for stem in STEMS]
+    limits = [8, 3, 8, 1]
+
+    def check() -> list[str]:
+        got = gen.chat_batch(conversations, limits, batch_size=3)
+        for conv, limit, completion in zip(conversations, limits, got, strict=True):
+            alone = gen.chat(conv, max_tokens=limit, temperature=0)
+            assert (completion.text, completion.usage) == (alone.text, alone.usage)
+            assert completion.finish_reason == alone.finish_reason
+        return [c.finish_reason for c in got]
+
+    assert check() == ["length"] * 4
+    # make the 4th token of the third reply the end of turn: that row stops mid-batch
+    third = gen.chat(conversations[2], max_tokens=8, temperature=0).text
+    eos = gen.tokenizer(third, add_special_tokens=False).input_ids[3]
+    gen.tokenizer.eos_token = gen.tokenizer.convert_ids_to_tokens(eos)
+    gen.model.generation_config.eos_token_id = eos
+    assert check().count("stop") >= 1
+    with pytest.raises(InvalidRequestError, match="max_tokens"):
+        gen.chat_batch(conversations, [5, 5])

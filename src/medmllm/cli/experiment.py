@@ -12,6 +12,28 @@ from medmllm.errors import InvalidRequestError
 MULTIMODAL = ("vision-encoders", "alignment")
 
 
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``["mts_split=tune", "stages=[base, sft_mts]"]`` → options; values are read as YAML."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequestError(
+                f"--set takes KEY=VALUE, got {pair!r}",
+                hint="e.g. --set mts_split=tune --set 'stages=[base, sft_mts]'",
+            )
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InvalidRequestError(
+                f"--set {key.strip()}: {value!r} is not a YAML value",
+                hint="quote strings with YAML syntax, e.g. --set 'stages=[base, sft_mts]'",
+            ) from None
+    return options
+
+
 def experiment(
     name: str = typer.Argument(..., help="vision-encoders, alignment or training-stages."),
     preset: str = typer.Option("cpu", "--preset", help="cpu (small, offline) or gpu (hub ids)."),
@@ -23,6 +45,12 @@ def experiment(
         "images; for choosing the recipe) or final (all training images, score the held-apart "
         "images once).",
     ),
+    sets: list[str] = typer.Option(  # noqa: B008
+        [],
+        "--set",
+        help="KEY=VALUE override of a preset setting (repeatable; values are YAML), e.g. "
+        "training-stages --set mts_split=tune to choose the MTS stage's settings.",
+    ),
 ) -> None:
     """Run one of the survey's experiments and write its table, plot and JSON."""
     from medmllm.experiments import EXPERIMENTS, run_experiment
@@ -31,8 +59,8 @@ def experiment(
         raise InvalidRequestError(f"--preset must be cpu or gpu, got {preset!r}")
     if phase not in ("tune", "final"):
         raise InvalidRequestError(f"--phase must be tune or final, got {phase!r}")
+    options = parse_sets(sets)
     EXPERIMENTS.get(name)  # unknown names fail before any work, with "did you mean"
-    options: dict[str, Any] = {}
     if name in MULTIMODAL:
         options["phase"] = phase
     elif phase != "final":
@@ -40,7 +68,8 @@ def experiment(
             f"--phase applies to {' and '.join(MULTIMODAL)}, not {name}",
             hint="leave --phase out for this experiment",
         )
-    run_experiment(name, preset, out or Path("experiments-runs") / name / preset, **options)  # type: ignore[arg-type]
+    target = out or Path("experiments-runs") / name / preset
+    run_experiment(name, preset, target, **options)  # type: ignore[arg-type]
 
 
 def register(app: typer.Typer) -> None:

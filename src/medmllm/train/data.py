@@ -12,7 +12,8 @@ Builders (:data:`BUILDERS`) turn the shared data folder into those rows:
 ``medquad_cpt``     MedQuAD answers as documents (title, question, answer) → ``text``
 ``pubmedqa_cpt``    PubMedQA abstracts (contexts only, training split) → ``text``
 ``medquad_ift``     MedQuAD question → answer → ``prompt_completion``
-``mts_dialog``      MTS-Dialog dialogue → clinical-note section (``split`` train/validation)
+``mts_dialog``      MTS-Dialog dialogue → clinical-note section (``split`` train/tune/validation;
+                    ``augmented`` adds the back-translations of the training rows used)
 ``mcqa``            MedMCQA/MedQA **training split** → answer letter + text (+ rationale)
 ``mcqa_pairs``      MCQA: correct answer vs a distractor (constructed preference pairs)
 ``medquad_pairs``   MedQuAD: the answer vs another question's answer (constructed, off-topic)
@@ -48,6 +49,8 @@ MCQA_FILES = ("mcqa/medmcqa_dev.jsonl", "mcqa/medqa_dev.jsonl")
 PUBMEDQA_FILE = "pubmedqa/pqal_dev.jsonl"
 MEDQUAD_FILE = "corpus/medquad/medquad_docs.jsonl"
 MTS_FILE = "train/mts_dialog/mts_dialog_train_val.jsonl"
+MTS_AUGMENTED_FILE = "train/mts_dialog/mts_dialog_augmented_train.jsonl"
+MTS_SPLITS = ("train", "tune", "validation")
 
 
 class DataConfig(BaseModel):
@@ -61,7 +64,9 @@ class DataConfig(BaseModel):
     path: str | None = Field(None, description="A local .jsonl/.json/.csv file of rows.")
     hf_id: str | None = Field(None, description="A Hugging Face dataset id (needs network/cache).")
     hf_config: str | None = Field(None, description="The Hugging Face dataset config name.")
-    split: str = Field("train", description="Split: of the HF dataset, or of MTS-Dialog.")
+    split: str = Field(
+        "train", description="Split: of the HF dataset, or of MTS-Dialog (train, tune, validation)."
+    )
     fields: dict[str, str] = Field(
         default_factory=dict,
         description="Column renames for path/hf_id rows, recipe field → column "
@@ -75,6 +80,18 @@ class DataConfig(BaseModel):
         description="Share of MCQA/PubMedQA rows held apart for evaluation (never trained on).",
     )
     split_seed: int = Field(20261128, description="Seed of the train/held-apart hash split.")
+    tune_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="MTS-Dialog: share of training dialogues held apart as the tune split "
+        "(hyper-parameters are chosen on it; split: tune), never trained on.",
+    )
+    augmented: bool = Field(
+        False,
+        description="MTS-Dialog train split: add the FR and ES back-translations of the training "
+        "rows used (never of a tune or validation dialogue).",
+    )
     rationale: bool = Field(True, description="MCQA: append the rationale where rows have one.")
     files: list[str] | None = Field(
         None, description="MCQA builders: files under the shared data folder (default: both)."
@@ -199,24 +216,126 @@ def mts_prompt(dialogue: str, section: str) -> str:
         "Write the clinical note section '"
         + section
         + "' for this doctor-patient dialogue.\n\n"
-        + dialogue
+        + dialogue.strip()
     )
+
+
+def _dialogue_key(dialogue: str) -> str:
+    """A dialogue up to whitespace and case: the augmented file writes \\n where the main one
+    writes \\r\\n, and two validation dialogues recur verbatim among the training rows."""
+    return " ".join(dialogue.split()).lower()
+
+
+def mts_split(config: DataConfig, shared: Path) -> dict[str, Any]:
+    """The MTS-Dialog split, by dialogue: which rows train, tune and are held apart.
+
+    Rows are named ``train:<id>`` / ``validation:<id>`` (the ids restart in each file split),
+    which is also their ``id`` in the builder's rows, so an evaluation of those rows reads this
+    split with :mod:`medmllm.eval.split` (key ``id``) and drops what was trained on. Training
+    rows whose dialogue is also a validation dialogue are ``excluded`` (never trained on, never
+    tuned on); the rest are split by a seeded hash of the dialogue, so a dialogue that occurs
+    twice lands on one side.
+    """
+    raw = _read(shared / MTS_FILE)
+    for number, row in raw:
+        _require(row, ("dialogue", "section_header", "section_text"), f"{MTS_FILE} row {number}")
+    held = {_dialogue_key(r["dialogue"]) for _, r in raw if r.get("split") == "validation"}
+    train_rows = [r for _, r in raw if r.get("split", "train") == "train"]
+    excluded = {f"train:{r['id']}" for r in train_rows if _dialogue_key(r["dialogue"]) in held}
+    dialogues = [_dialogue_key(r["dialogue"]) for r in train_rows]
+    fit, tune = split_ids(
+        [d for d in dialogues if d not in held], config.tune_fraction, config.split_seed
+    )
+    by_side = {d: "tune" for d in tune} | {d: "train" for d in fit}
+    sides: dict[str, list[str]] = {"train": [], "tune": []}
+    for row, dialogue in zip(train_rows, dialogues, strict=True):
+        if dialogue in by_side:
+            sides[by_side[dialogue]].append(f"train:{row['id']}")
+    return {
+        "files": [MTS_FILE] + ([MTS_AUGMENTED_FILE] if config.augmented else []),
+        "key": "id",  # item ids are split:id; a back-translation counts as its training row
+        "train": sorted(sides["train"]),
+        "tune": sorted(sides["tune"]),
+        "held": sorted(f"validation:{r['id']}" for _, r in raw if r.get("split") == "validation"),
+        "excluded": sorted(excluded),
+    }
+
+
+def _mts_augmented(shared: Path, train: set[str], originals: dict[str, str]) -> list[dict]:
+    """Back-translations (``TR=EN-FR-EN 12``) of the training rows in ``train``.
+
+    The file's un-prefixed rows repeat the training rows themselves, so they are skipped; a
+    translation whose section header differs from its training row's means the ids no longer
+    line up, which is refused rather than silently mixing rows.
+    """
+    rows = []
+    for number, row in _read(shared / MTS_AUGMENTED_FILE):
+        where = f"{MTS_AUGMENTED_FILE} row {number}"
+        _require(row, ("ID", "dialogue", "section_header", "section_text"), where)
+        tag, _, source = str(row["ID"]).rpartition(" ")
+        if not tag.startswith("TR="):
+            continue
+        key = f"train:{source}"
+        if originals.get(key) != row["section_header"]:
+            raise DataFormatError(
+                f"{where}: {row['ID']!r} does not match training row {source} "
+                f"(header {row['section_header']!r} vs {originals.get(key)!r})",
+                hint="the augmented file must be the back-translations of this training file",
+            )
+        if key in train:
+            prompt = mts_prompt(row["dialogue"], row["section_header"])
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "completion": row["section_text"],
+                    "id": f"{key} {tag}",
+                    "section_header": row["section_header"],
+                }
+            )
+    return rows
 
 
 @BUILDERS.register("mts_dialog")
 def mts_dialog(config: DataConfig, shared: Path) -> Dataset:
-    """MTS-Dialog dialogue → clinical-note section (``split``: train or validation)."""
-    if config.split not in ("train", "validation"):
+    """MTS-Dialog dialogue → clinical-note section.
+
+    ``split``: ``train`` (training dialogues minus the tune split and minus copies of validation
+    dialogues; ``augmented`` adds their back-translations), ``tune`` (the held-apart share of
+    training dialogues, for choosing settings) or ``validation`` (the official 100 rows).
+    """
+    if config.split not in MTS_SPLITS:
         raise ConfigError(
-            f"data.split for mts_dialog must be train or validation, got {config.split!r}"
+            f"data.split for mts_dialog must be one of {', '.join(MTS_SPLITS)}, "
+            f"got {config.split!r}"
         )
+    if config.augmented and config.split != "train":
+        raise ConfigError(
+            f"data.augmented does not apply to the {config.split} split of mts_dialog: only "
+            "training rows have back-translations (and tune/validation rows are never augmented)",
+            hint="drop data.augmented, or use data.split: train",
+        )
+    split = mts_split(config, shared)
+    wanted = set(split["held"] if config.split == "validation" else split[config.split])
     rows = []
-    for number, row in _read(shared / MTS_FILE):
-        _require(row, ("dialogue", "section_header", "section_text"), f"{MTS_FILE} row {number}")
-        if row.get("split", "train") == config.split:
+    originals: dict[str, str] = {}
+    for _number, row in _read(shared / MTS_FILE):
+        key = f"{row.get('split', 'train')}:{row.get('id')}"
+        originals[key] = row["section_header"]
+        if key in wanted:
             prompt = mts_prompt(row["dialogue"], row["section_header"])
-            rows.append({"prompt": prompt, "completion": row["section_text"], "id": row.get("id")})
-    return Dataset(rows=_limit(rows, config), format="prompt_completion", source="mts_dialog")
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "completion": row["section_text"],
+                    "id": key,  # as split.json names it (medmllm.eval.split, key "id")
+                    "section_header": row["section_header"],
+                }
+            )
+    if config.split == "train" and config.augmented:
+        rows += _mts_augmented(shared, wanted, originals)
+    return Dataset(
+        rows=_limit(rows, config), format="prompt_completion", source="mts_dialog", split=split
+    )
 
 
 def _mcqa_rows(config: DataConfig, shared: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:

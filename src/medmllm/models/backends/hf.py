@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from medmllm.models.defaults import DEFAULT_MODEL
 from medmllm.models.generator import (
     BACKENDS,
     BaseGenerator,
+    Completion,
     FinishReason,
     ImageInput,
     LoglikelihoodRequest,
@@ -164,15 +166,98 @@ class HFGenerator(BaseGenerator):
         return int(self._prompt_ids([Message.coerce(m) for m in messages]).shape[-1])
 
     # -- generation ---------------------------------------------------------------------------
-    def _prompt_ids(self, messages: list[Message]) -> Any:
+    def _prompt_text(self, messages: list[Message]) -> str:
         if self.tokenizer.chat_template:
-            text = self.tokenizer.apply_chat_template(
-                [m.to_dict() for m in messages], tokenize=False, add_generation_prompt=True
+            return str(
+                self.tokenizer.apply_chat_template(
+                    [m.to_dict() for m in messages], tokenize=False, add_generation_prompt=True
+                )
             )
-        else:  # base models: plain transcript
-            text = "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"
+        return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"  # base LMs
+
+    def _prompt_ids(self, messages: list[Message]) -> Any:
+        text = self._prompt_text(messages)
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         return ids.to(self.device)
+
+    def chat_batch(
+        self,
+        conversations: Sequence[Sequence[Message | dict[str, str]]],
+        max_tokens: int | Sequence[int],
+        *,
+        batch_size: int = 16,
+    ) -> list[Completion]:
+        """Greedy replies to many conversations, ``batch_size`` at a time (left-padded).
+
+        Why: one conversation at a time, a small model on a CPU spends its time reading weights
+        for a single row; a batch of rows shares each read. Rows are grouped by ``max_tokens``
+        (one value, or one per conversation) and sorted by prompt length, so a batch wastes
+        little on padding or on rows that have already finished. The texts are what
+        :meth:`chat` gives greedily, up to floating-point ties.
+        """
+        limits = [max_tokens] * len(conversations) if isinstance(max_tokens, int) else max_tokens
+        if len(limits) != len(conversations):
+            raise InvalidRequestError(
+                f"{len(limits)} max_tokens values for {len(conversations)} conversations"
+            )
+        if batch_size < 1 or any(m < 1 for m in limits):
+            raise InvalidRequestError("batch_size and every max_tokens must be >= 1")
+        texts = []
+        for conv in conversations:
+            msgs = self._check_messages(conv, None)
+            self.check_context(msgs, 1)
+            texts.append(self._prompt_text(msgs))
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
+        order = sorted(range(len(texts)), key=lambda i: (limits[i], lengths[i]))
+        out: dict[int, Completion] = {}
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"  # new tokens follow every prompt's last token
+        try:
+            start = 0
+            while start < len(order):
+                chunk = order[start : start + batch_size]
+                chunk = [i for i in chunk if limits[i] == limits[chunk[0]]]
+                start += len(chunk)
+                out.update(self._generate_rows(chunk, texts, limits[chunk[0]]))
+        finally:
+            self.tokenizer.padding_side = side
+        return [out[i] for i in range(len(texts))]
+
+    def _generate_rows(
+        self, rows: list[int], texts: list[str], max_tokens: int
+    ) -> dict[int, Completion]:
+        started = time.perf_counter()
+        enc = self.tokenizer(
+            [texts[i] for i in rows], add_special_tokens=False, padding=True, return_tensors="pt"
+        ).to(self.device)
+        with self._torch.inference_mode():
+            output = self.model.generate(
+                **enc,
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        latency = time.perf_counter() - started
+        eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        done = {}
+        width = enc.input_ids.shape[1]
+        for j, i in enumerate(rows):
+            new = [int(t) for t in output[j, width:]]
+            ended = eos in new
+            new = new[: new.index(eos) + 1] if ended else [t for t in new if t != pad]
+            done[i] = Completion(
+                text=self.tokenizer.decode(new, skip_special_tokens=True),
+                finish_reason="stop" if ended or len(new) < max_tokens else "length",
+                usage=Usage(int(enc.attention_mask[j].sum()), len(new)),
+                latency_s=latency,
+                model=self.model_id,
+                backend=self.backend,
+            )
+        return done
 
     def _stream(
         self,
