@@ -31,7 +31,7 @@ def test_grids_validate(preset: str, tmp_path: Path) -> None:
         else:  # the embedded SmolLM2 and the offline encoders, pooled for splicing aligners
             assert cfg.model.llm.model_id is None
             splices = cfg.model.aligner.name in ("linear", "mlp2x_gelu")
-            assert (cfg.model.encoder.pool_grid == 2) == splices
+            assert (cfg.model.encoder.pool_grid == G.CPU_RECIPE.pool_grid) == splices
     labels = list(vision_encoders.grid("cpu", train))
     assert sum("random" in label for label in labels) == 1  # one labelled contrast
     assert {"vision-encoders", "alignment"} <= set(EXPERIMENTS.names())
@@ -193,7 +193,8 @@ def test_tiny_vision_encoder_run_writes_outputs(
     cell = next(iter(saved["cells"].values()))
     assert cell["eval"]["blind_control"]["image_gain"] and "items" not in cell["eval"]
     assert cell["eval"]["analysis"]["all"]["closed"]["n"] > 0
-    assert cell["cpu_seconds"]["train"] > 0 and cell["train"]["model"]["visual_tokens"] == 4
+    assert cell["cpu_seconds"]["train"] > 0
+    assert cell["train"]["model"]["visual_tokens"] == G.CPU_RECIPE.pool_grid**2  # CNN: no CLS
     assert saved["config_hash"] == result["config_hash"]
     assert "Per question type" in (tmp_path / "tune.md").read_text()
     run_split = json.loads(next(tmp_path.glob("cells/*/run/split.json")).read_text())

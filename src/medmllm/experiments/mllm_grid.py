@@ -31,15 +31,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from medmllm.config import shared_data_dir
-
-if TYPE_CHECKING:
-    from medmllm.eval.task import Item, Task
+from medmllm.eval.task import Item, Task
 
 Phase = Literal["tune", "final"]
 
@@ -819,12 +817,22 @@ def write_outputs(
     return payload
 
 
+GAIN_BARS = (("all", "closed"), (VISIBLE, "closed"), (VISIBLE, "open"))
+GAIN_LEGEND = (
+    ("closed, all", "#4c78a8"),
+    ("closed, visible types", "#54a24b"),
+    ("open, visible types", "#b279a2"),
+    ("organ probe (positive control)", "#f58518"),
+)
+
+
 def plot_vqa(cells: dict[str, dict[str, Any]], path: Path) -> None:
     """Closed accuracy (with image, blind, majority) and the image gain per group, per cell."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     labels = list(cells)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -841,19 +849,15 @@ def plot_vqa(cells: dict[str, dict[str, Any]], path: Path) -> None:
         base = (ev.get("majority_baseline") or {}).get(CLOSED) or {}
         if base.get("value") is not None:
             axes[0].hlines(base["value"], x - 0.4, x + 0.4, colors="#e45756", linestyles="--")
-        for j, (group, kind, colour) in enumerate(
-            (
-                ("all", "closed", "#4c78a8"),
-                (VISIBLE, "closed", "#54a24b"),
-                (VISIBLE, "open", "#b279a2"),
-            )
-        ):
-            g = (ev.get("analysis") or {}).get(group, {}).get(kind, {})
-            if not g.get("n"):
+        analysis = ev.get("analysis") or {}
+        gains = [analysis.get(group, {}).get(kind, {}) for group, kind in GAIN_BARS]
+        gains.append(ev.get("organ_probe") or {})
+        for j, (g, (_, colour)) in enumerate(zip(gains, GAIN_LEGEND, strict=True)):
+            if not g.get("n") or g.get("image_gain_ci") is None:
                 continue
             lo, hi = g["image_gain_ci"]
-            pos = x + (j - 1) * 0.25
-            axes[1].bar(pos, g["image_gain"], width=0.25, color=colour)
+            pos = x + (j - 1.5) * 0.2
+            axes[1].bar(pos, g["image_gain"], width=0.2, color=colour)
             axes[1].errorbar(
                 pos,
                 g["image_gain"],
@@ -867,13 +871,9 @@ def plot_vqa(cells: dict[str, dict[str, Any]], path: Path) -> None:
     axes[0].legend(fontsize=7)
     axes[1].axhline(0, color="k", linewidth=0.8)
     axes[1].set_title("image gain (with image − blind), 95% CI")
-    for name, colour in (
-        ("closed, all", "#4c78a8"),
-        ("closed, visible types", "#54a24b"),
-        ("open, visible types", "#b279a2"),
-    ):
-        axes[1].bar([], [], color=colour, label=name)
-    axes[1].legend(fontsize=7)
+    # proxy patches: an empty bar() keeps no colour for the legend
+    handles = [Patch(color=colour, label=name) for name, colour in GAIN_LEGEND]
+    axes[1].legend(handles=handles, fontsize=7)
     for ax in axes:
         ax.set_xticks(range(len(labels)), labels, rotation=15, fontsize=7, ha="right")
     fig.tight_layout()
