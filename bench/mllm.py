@@ -8,9 +8,10 @@ every aligner) on a tiny random LLM at 112 px:
 * generation tokens/s: greedy ``chat`` with an image through the ``hf`` backend's MLLM path;
 * parameters (encoder / aligner / LLM / trainable) and visual tokens per image.
 
-VQA-RAD closed / open accuracy with 95% CIs, the majority baseline and the image-blind control
-come from the experiment runs (``medmllm experiment vision-encoders|alignment --preset cpu``)
-when their ``results.json`` is given; they are not re-trained here.
+VQA-RAD closed / open accuracy with 95% CIs, the majority baseline, the image-blind control and
+the image gain (overall and for the visible question types) come from the experiment runs
+(``medmllm experiment vision-encoders|alignment --preset cpu``) when their ``results.json`` is
+given; they are not re-trained here (``--accuracy-only`` refreshes just those rows).
 
 Usage: ``python bench/mllm.py [--steps 4] [--experiments DIR ...]``
 Writes ``bench/results/mllm.json``. The machine load is recorded: figures from a loaded machine
@@ -44,6 +45,12 @@ ENCODERS = {
     "siglip": {"name": "siglip", "image_size": 112, "hidden_size": 64},
 }
 ALIGNERS = ["linear", "mlp2x_gelu", "qformer", "perceiver", "cross_attn"]
+NOTE = (
+    "combinations: tiny random LLM (hidden 64), 112 px, batch 8, CPU; speeds under the load "
+    "shown (machinery, not model quality). vqa_rad: rows from the experiments' results.json "
+    "(embedded SmolLM2-135M + LoRA, frozen cached encoder features; scored once on the "
+    "held-apart VQA-RAD images; see each experiment's protocol)"
+)
 
 
 def combos() -> list[tuple[str, str]]:
@@ -106,21 +113,44 @@ def bench_one(encoder: str, aligner: str, data: Path, work: Path, steps: int) ->
 
 
 def accuracy_from(results_file: Path) -> list[dict[str, Any]]:
-    """VQA-RAD figures of an experiment's results.json (closed/open, baseline, blind gain)."""
+    """VQA-RAD figures of an experiment's results.json: closed / open accuracy with CIs, the
+    majority baseline, the image-blind score and image gain, overall and for the question types
+    whose answer is visible (MODALITY / ORGAN / PLANE), and a degenerate flag per figure."""
     saved = json.loads(results_file.read_text())
     rows = []
     for label, cell in saved["cells"].items():
-        sections = cell.get("vqa", cell) if "vqa" in cell or "eval" in cell else None
-        if sections is None or "eval" not in sections:
+        section = cell.get("vqa", cell)
+        if "eval" not in section:
             continue
-        ev = sections["eval"]
-        row: dict[str, Any] = {"experiment": saved["experiment"], "config": label}
-        for metric in ("vqa_closed_accuracy", "vqa_open_accuracy"):
-            row[metric] = ev["metrics"].get(metric)
-            row[f"{metric}_majority_baseline"] = ev["majority_baseline"].get(metric)
-            blind = ev.get("blind_control") or {}
-            row[f"{metric}_blind"] = blind.get("metrics", {}).get(metric)
-            row[f"{metric}_image_gain"] = blind.get("image_gain", {}).get(metric)
+        ev = section["eval"]
+        analysis = ev.get("analysis") or {}
+        row: dict[str, Any] = {
+            "experiment": saved["experiment"],
+            "phase": saved.get("phase"),
+            "config": label,
+            "visual_tokens": section["train"]["model"]["visual_tokens"],
+            "train_cpu_seconds": round(section.get("cpu_seconds", {}).get("train", 0.0)),
+            "majority_baseline": {
+                k: ev["majority_baseline"].get(k)
+                for k in ("vqa_closed_accuracy", "vqa_open_accuracy")
+            },
+        }
+        for group in ("all", "visible (MODALITY/ORGAN/PLANE)", "other types"):
+            for kind in ("closed", "open"):
+                stats = (analysis.get(group) or {}).get(kind) or {}
+                row[f"{group} {kind}"] = {
+                    k: stats.get(k)
+                    for k in (
+                        "n", "accuracy", "accuracy_ci", "blind_accuracy", "image_gain",
+                        "image_gain_ci", "image_gain_ci_by_image", "images", "constant_answer",
+                        "same_as_blind",
+                    )
+                }  # fmt: skip
+        probe = ev.get("organ_probe") or {}
+        row["organ_probe"] = {
+            k: probe.get(k)
+            for k in ("n", "accuracy", "blind_accuracy", "image_gain", "image_gain_ci")
+        } | {"majority_baseline": probe.get("majority_baseline")}
         rows.append(row)
     return rows
 
@@ -145,6 +175,7 @@ def main() -> None:
 
         result = json.loads((RESULTS / "mllm.json").read_text())
         result["vqa_rad"] = [row for f in args.experiments for row in _accuracy(f)]
+        result["note"] = NOTE
         write_json("mllm.json", result)
         return
     load_before = os.getloadavg()
@@ -161,8 +192,7 @@ def main() -> None:
     accuracy = [row for f in args.experiments for row in _accuracy(f)]
     result = {
         "benchmark": "mllm",
-        "note": "tiny random LLM (hidden 64), 112 px, batch 8, CPU; speeds under the load shown; "
-        "accuracy rows come from the cpu-preset experiments (machinery, not model quality)",
+        "note": NOTE,
         "combinations": rows,
         "vqa_rad": accuracy,
         "seconds": round(time.perf_counter() - started, 1),

@@ -133,6 +133,8 @@ CASES: list[tuple[str, list[str], dict[str, str] | None]] = [
     ),
     ("experiment-unknown", ["experiment", "vision-encoder"], None),
     ("experiment-bad-preset", ["experiment", "alignment", "--preset", "tpu"], None),
+    ("experiment-bad-phase", ["experiment", "alignment", "--phase", "test"], None),
+    ("experiment-phase-not-multimodal", ["experiment", "training-stages", "--phase", "tune"], None),
     # -- environment and file-system faults ----------------------------------------------------
     ("home-is-a-file-index-list", ["index", "list"], {"MEDMLLM_HOME": "{afile}"}),
     ("home-under-a-file", ["index", "list"], {"MEDMLLM_HOME": "{afile}/sub"}),

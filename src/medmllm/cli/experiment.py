@@ -9,6 +9,8 @@ import typer
 
 from medmllm.errors import InvalidRequestError
 
+MULTIMODAL = ("vision-encoders", "alignment")
+
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
     """``["mts_split=tune", "stages=[base, sft_mts]"]`` → options; values are read as YAML."""
@@ -36,6 +38,13 @@ def experiment(
     name: str = typer.Argument(..., help="vision-encoders, alignment or training-stages."),
     preset: str = typer.Option("cpu", "--preset", help="cpu (small, offline) or gpu (hub ids)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder."),  # noqa: B008
+    phase: str = typer.Option(
+        "final",
+        "--phase",
+        help="vision-encoders / alignment: tune (train on the fit images, score the tune "
+        "images; for choosing the recipe) or final (all training images, score the held-apart "
+        "images once).",
+    ),
     sets: list[str] = typer.Option(  # noqa: B008
         [],
         "--set",
@@ -48,8 +57,17 @@ def experiment(
 
     if preset not in ("cpu", "gpu"):
         raise InvalidRequestError(f"--preset must be cpu or gpu, got {preset!r}")
+    if phase not in ("tune", "final"):
+        raise InvalidRequestError(f"--phase must be tune or final, got {phase!r}")
     options = parse_sets(sets)
     EXPERIMENTS.get(name)  # unknown names fail before any work, with "did you mean"
+    if name in MULTIMODAL:
+        options["phase"] = phase
+    elif phase != "final":
+        raise InvalidRequestError(
+            f"--phase applies to {' and '.join(MULTIMODAL)}, not {name}",
+            hint="leave --phase out for this experiment",
+        )
     target = out or Path("experiments-runs") / name / preset
     run_experiment(name, preset, target, **options)  # type: ignore[arg-type]
 

@@ -1,15 +1,20 @@
-"""Survey experiment 1: which vision encoder? CNN vs ViT vs CLIP-ViT, same aligner and LLM.
+"""Survey experiment 1: which vision encoder? Same aligner, LLM and recipe; only the encoder varies.
 
-Every encoder gets the same ``mlp2x_gelu`` aligner and the same LLM, is trained on VQA-RAD
-(instruct stage, train images) and evaluated with the harness on held-out images: closed and
-open accuracy with 95% CIs, the majority baseline and the image-blind control (image gain).
+Every encoder gets the same ``mlp2x_gelu`` aligner and the same LLM + LoRA, is trained on
+VQA-RAD's training images and evaluated with the harness on images it never saw (protocol in
+:mod:`medmllm.experiments.mllm_grid`): closed and open accuracy with 95% CIs, the majority
+baseline, the image-blind control's paired image gain, overall and per question type.
 
-* ``cpu`` preset: the offline pretrained pair — ImageNet MobileNetV2 (CNN) and, when available,
-  DINOv2 ViT-S/14 — next to random-initialised ResNet / ViT / CLIP-ViT, at 112 px, a tiny
-  random LLM, a few dozen steps (≤ 30 min on 2 cores). It measures the machinery, not the
-  encoders (see :data:`~medmllm.experiments.mllm_grid.CAVEAT`).
+* ``cpu`` preset: the embedded SmolLM2-135M-Instruct and the two offline pretrained encoders —
+  DINOv2 ViT-S/14 and ImageNet MobileNetV2 — at 224 px, patch grid pooled to 2x2 (+CLS), next to
+  a ViT-S/14-sized DINOv2 with random weights as a labelled contrast (same pipeline, no
+  pretraining).
 * ``gpu`` preset: hub checkpoints (ResNet-50, ViT-B/16, CLIP ViT-L/14-336, DINOv2-B) at full
   resolution with SmolLM2-1.7B-Instruct; runs unchanged on a CUDA machine.
+
+``phase="tune"`` trains on the fit images and evaluates on the tune images (for choosing the
+recipe); ``phase="final"`` (default) trains on all training images and evaluates once on the
+held-apart images.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from typing import Any, Literal
 from medmllm.experiments import mllm_grid as G
 
 CPU_ENCODERS: dict[str, dict[str, Any]] = {
-    "mobilenet-v2 (ImageNet, CNN)": {"name": "mobilenet-v2", "image_size": 112},
-    "resnet (random, CNN)": {"name": "resnet", "image_size": 112, "hidden_size": 64},
-    "vit (random)": {"name": "vit", "image_size": 112, "hidden_size": 64, "patch_size": 16},
-    "clip-vit (random)": {"name": "clip-vit", "image_size": 112, "hidden_size": 64},
-    "dinov2-small (DINOv2 ViT-S/14)": {"name": "dinov2-small", "image_size": 112},
+    "DINOv2-small ViT-S/14 (pretrained)": {"name": "dinov2-small"},
+    "MobileNetV2 (ImageNet CNN, pretrained)": {"name": "mobilenet-v2"},
+    "ViT-S/14-sized DINOv2, random weights (contrast)": {
+        "name": "dinov2",
+        "hidden_size": 384,
+        "num_layers": 12,
+        "patch_size": 14,
+    },
 }
 GPU_ENCODERS: dict[str, dict[str, Any]] = {
     "resnet-50 (CNN)": {"name": "resnet", "model_id": "microsoft/resnet-50", "image_size": 224},
@@ -39,20 +47,18 @@ GPU_ENCODERS: dict[str, dict[str, Any]] = {
 }
 
 
-def grid(preset: Literal["cpu", "gpu"], train_file: Path, seed: int = 0) -> dict[str, dict]:
+def grid(
+    preset: Literal["cpu", "gpu"],
+    train_file: Path,
+    n_rows: int = 1000,
+    recipe: G.VqaRecipe | None = None,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
     """Training configs (as dicts) per encoder label."""
-    cpu = preset == "cpu"
-    encoders = CPU_ENCODERS if cpu else GPU_ENCODERS
+    recipe = recipe or G.RECIPES[preset]
+    encoders = CPU_ENCODERS if preset == "cpu" else GPU_ENCODERS
     return {
-        label: G.instruct_config(
-            enc,
-            {"name": "mlp2x_gelu"},
-            train_file,
-            cpu=cpu,
-            seed=seed,
-            cpu_steps=40,
-            cpu_save_steps=20,
-        )
+        label: G.instruct_config(enc, {"name": "mlp2x_gelu"}, train_file, n_rows, recipe, seed=seed)
         for label, enc in encoders.items()
     }
 
@@ -62,100 +68,76 @@ def run(
     out_dir: Path,
     *,
     seed: int = 0,
+    phase: G.Phase = "final",
+    encoders: list[str] | None = None,
     limit: int | None = None,
     max_steps: int | None = None,
-    encoders: list[str] | None = None,
-    **_: Any,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Run the grid; writes results.json, results.md and results.png into ``out_dir``."""
+    """Run the grid; writes results.json, results.md and results.png (tune.* for the tune phase)
+    into ``out_dir``. ``options`` override :class:`~medmllm.experiments.mllm_grid.VqaRecipe`
+    fields (e.g. ``epochs=2``); ``encoders`` keeps the labels containing one of the strings."""
+    from rich.console import Console
+
     from medmllm.provenance import config_hash, environment
 
+    console = Console(stderr=True, highlight=False)
+    recipe = G.recipe_for(preset, {**options, "eval_limit": limit})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_file, test_file = G.prepare_vqa_rad(out_dir, seed)
-    cells = grid(preset, train_file, seed)
+    data = G.prepare_vqa_rad(out_dir, recipe, seed, phase)
+    cells = grid(preset, data.train_file, data.n_train_rows, recipe, seed)
     if encoders:
-        cells = {k: v for k, v in cells.items() if any(e in k for e in encoders)}
-    eval_limit = limit if limit is not None else (120 if preset == "cpu" else None)
-    results = {}
-    for i, (label, cfg) in enumerate(cells.items()):
+        cells = {k: v for k, v in cells.items() if any(e.lower() in k.lower() for e in encoders)}
+    results: dict[str, dict[str, Any]] = {}
+    for label, cfg in cells.items():
         if max_steps is not None:
-            cfg = {**cfg, "max_steps": max_steps, "save_steps": max_steps}
+            cfg = {**cfg, "max_steps": max_steps, "save_steps": max_steps, "warmup_steps": 0}
+        enc = cfg["model"]["encoder"]
+        name = f"{phase}-{enc['name']}-{config_hash(cfg)[:8]}"
         results[label] = G.run_cell(
-            f"{i}-{cfg['model']['encoder']['name']}",
+            name,
             cfg,
             out_dir,
-            lambda model_dir: G.evaluate_vqa(model_dir, test_file, eval_limit, seed),
+            lambda model_dir: G.evaluate_vqa(
+                model_dir, data.eval_file, recipe.eval_limit, seed, data.probe_file
+            ),
+            log=console.print,
+            eval_key=data.eval_key(recipe.eval_limit, seed),
         )
-    header = [
-        "encoder", "closed acc [95% CI]", "closed gain vs blind", "open acc [95% CI]",
-        "open gain vs blind", "majority (closed)", "trainable params", "visual tokens", "img/s",
-    ]  # fmt: skip
-    rows = []
-    for label, r in results.items():
-        s = r["eval"]
-        rows.append(
-            [
-                label,
-                G.metric_cell(s, "vqa_closed_accuracy"),
-                G.gain_cell(s, "vqa_closed_accuracy"),
-                G.metric_cell(s, "vqa_open_accuracy"),
-                G.gain_cell(s, "vqa_open_accuracy"),
-                G.baseline_cell(s, "vqa_closed_accuracy"),
-                f"{r['train']['model']['trainable_parameters']:,}",
-                str(r["train"]["model"]["visual_tokens"]),
-                f"{r['train']['images_per_s']:.1f}",
-            ]
-        )
+    header = ["encoder", *G.VQA_HEADER, "visual tokens", "trainable params", "train CPU-s"]
+    rows = [
+        [
+            label,
+            *G.vqa_row(r["eval"]),
+            str(r["train"]["model"]["visual_tokens"]),
+            f"{r['train']['model']['trainable_parameters']:,}",
+            f"{r['cpu_seconds']['train']:,.0f}",
+        ]
+        for label, r in results.items()
+    ]
+    type_header, type_rows = G.per_type_table({k: v["eval"] for k, v in results.items()})
     payload = {
         "experiment": "vision-encoders",
         "preset": preset,
-        "caveat": G.CAVEAT if preset == "cpu" else "gpu preset (hub checkpoints)",
+        "phase": phase,
+        "caveat": G.CPU_CAVEAT if preset == "cpu" else "gpu preset (hub checkpoints)",
         "seed": seed,
-        "config_hash": config_hash({k: v for k, v in cells.items()}),
-        "split": "VQA-RAD developer subset, split by image (20% of images held out)",
-        "cells": results,
+        "recipe": recipe.model_dump(),
+        "protocol": data.protocol,
+        "config_hash": config_hash(cells),
+        "cells": {k: G.public_cell(v) for k, v in results.items()},
         "environment": environment(),
     }
+    where = "tune images" if phase == "tune" else "held-apart images"
     return G.write_outputs(
-        out_dir, "Experiment 1 — vision encoders on VQA-RAD", header, rows, payload,
-        lambda path: _plot(results, path),
-    )  # fmt: skip
-
-
-def _plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(results)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, metric, title in (
-        (axes[0], "vqa_closed_accuracy", "closed (yes/no)"),
-        (axes[1], "vqa_open_accuracy", "open"),
-    ):
-        for x, label in enumerate(labels):
-            s = results[label]["eval"]
-            m = s["metrics"].get(metric) or {}
-            if m.get("value") is None:
-                continue
-            lo, hi = m["ci"]
-            ax.bar(x, m["value"], color="#4c78a8")
-            ax.errorbar(x, m["value"], yerr=[[m["value"] - lo], [hi - m["value"]]], color="k")
-            blind = (s.get("blind_control") or {}).get("metrics", {}).get(metric) or {}
-            if blind.get("value") is not None:
-                ax.plot(x, blind["value"], "o", color="#f58518")
-            base = (s.get("majority_baseline") or {}).get(metric) or {}
-            if base.get("value") is not None:
-                ax.hlines(base["value"], x - 0.4, x + 0.4, colors="#e45756", linestyles="--")
-        ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=7, ha="right")
-        ax.set_title(title)
-        ax.set_ylim(0, 1)
-    axes[0].set_ylabel("accuracy (95% CI)")
-    axes[0].plot([], [], "o", color="#f58518", label="image-blind control")
-    axes[0].plot([], [], "--", color="#e45756", label="majority baseline")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        out_dir,
+        f"Experiment 1 — vision encoders on VQA-RAD ({phase} phase: {where})",
+        [
+            ("", header, rows),
+            ("Per question type (image gain = with image − blind)", type_header, type_rows),
+        ],
+        payload,
+        lambda path: G.plot_vqa({k: v["eval"] for k, v in results.items()}, path),
+        stem="results" if phase == "final" else "tune",
+    )

@@ -16,8 +16,8 @@ name                transformers model               weights
 
 Every encoder takes ``pixel_values`` from its :attr:`VisionEncoder.processor` (a transformers
 image processor with the family's resize and normalisation) and returns ``[batch, tokens, dim]``:
-all patch tokens (``output="patch"``; CNN feature maps are flattened to ``h*w`` tokens) or one
-pooled token (``output="pooled"``).
+all patch tokens (``output="patch"``; CNN feature maps are flattened to ``h*w`` tokens), the patch
+grid average-pooled to ``pool_grid x pool_grid`` tokens, or one pooled token (``output="pooled"``).
 
 Example:
     >>> from medmllm.models.vision import EncoderConfig, build_encoder
@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -36,6 +37,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from medmllm.errors import ConfigError
 from medmllm.registry import Registry
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -61,6 +63,12 @@ class EncoderConfig(BaseModel):
     frozen: bool = Field(True, description="Freeze the encoder (features can then be cached).")
     output: Literal["patch", "pooled"] = Field(
         "patch", description="All patch tokens, or one pooled token per image."
+    )
+    pool_grid: int | None = Field(
+        None,
+        ge=1,
+        description="Average-pool the patch grid to pool_grid x pool_grid tokens (a ViT's CLS "
+        "token stays first); None keeps every patch. Fewer visual tokens, shorter LLM sequences.",
     )
     feature_layer: int = Field(
         -1,
@@ -120,7 +128,9 @@ class VisionEncoder(nn.Module):
             else:
                 tokens = hidden
                 pooled = hidden[:, :1]  # CLS
-        return pooled if self.cfg.output == "pooled" else tokens
+        if self.cfg.output == "pooled":
+            return pooled
+        return tokens if self.cfg.pool_grid is None else pool_patch_grid(tokens, self.cfg.pool_grid)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self.cfg.frozen:
@@ -136,6 +146,31 @@ class VisionEncoder(nn.Module):
             h.update(name.encode())
             h.update(tensor.detach().float().cpu().numpy().tobytes())
         return h.hexdigest()[:16]
+
+
+def pool_patch_grid(tokens: torch.Tensor, side: int) -> torch.Tensor:
+    """``[B, N, D]`` square patch grid (optionally after one CLS token) → ``[B, (1+) side², D]``.
+
+    Why: the LLM's cost grows with the visual-token count; a pooled grid keeps the layout
+    (LLaVA-OneVision-style bilinear/average pooling) at a fraction of the sequence length.
+    """
+    n = tokens.shape[1]
+    g = math.isqrt(n)
+    lead, grid = tokens[:, :0], tokens
+    if g * g != n:  # CLS first (ViT, CLIP, DINOv2 without registers)
+        g = math.isqrt(n - 1)
+        if g * g != n - 1:
+            raise ConfigError(
+                f"pool_grid needs a square patch grid, got {n} tokens",
+                hint="leave encoder.pool_grid unset for this encoder",
+            )
+        lead, grid = tokens[:, :1], tokens[:, 1:]
+    if side >= g:
+        return tokens
+    b, _, d = grid.shape
+    square = grid.transpose(1, 2).reshape(b, d, g, g)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(square, side).flatten(2).transpose(1, 2)
+    return torch.cat([lead, pooled], dim=1)
 
 
 EncoderBuilder = Callable[[EncoderConfig], VisionEncoder]

@@ -15,5 +15,7 @@ def process_row(row: dict[str, Any], index: int) -> dict[str, Any]:
         "meta": {
             "answer_type": str(row.get("answer_type", "OPEN")).upper(),
             "organ": row.get("image_organ"),
+            # e.g. "MODALITY" or "PRES, POS": lets results be sliced per question type
+            "question_type": row.get("question_type"),
         },
     }
