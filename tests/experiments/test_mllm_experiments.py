@@ -245,3 +245,21 @@ def test_grid_prompts_are_what_mllm_data_instruction_gives(shared_data: Path) ->
     by_id = {i.id: i for i in items}
     for ex in examples:
         assert ex.prompt == chat_prompt(task, by_id[ex.key.split(":", 1)[1]], [], cot=False)
+
+
+def test_alignment_projection_cell_is_experiment_one_cell(tmp_path: Path) -> None:
+    """Experiment 2's mlp2x_gelu cell must validate to experiment 1's DINOv2 cell (so it is reused,
+    not retrained with another MLP width): on main it carried the query aligners' hidden 128."""
+    train = tmp_path / "t.jsonl"
+    for preset in ("cpu", "gpu"):
+        mlp = alignment.grid(preset, train)["mlp2x_gelu"]  # type: ignore[arg-type]
+        same = [
+            c
+            for c in vision_encoders.grid(preset, train).values()
+            if c["model"]["encoder"] == mlp["model"]["encoder"]
+        ]  # type: ignore[arg-type]
+        dump = [
+            MLLMTrainConfig.model_validate({**c, "output_dir": "o"}).model_dump(mode="json")
+            for c in (mlp, *same)
+        ]
+        assert len(dump) == 2 and dump[0] == dump[1]

@@ -8,8 +8,8 @@ baseline, image-blind control and image gain, overall and per question type.
 
 * ``cpu`` preset: the best pretrained encoder of experiment 1's tune phase (DINOv2 ViT-S/14, 224
   px) and the embedded SmolLM2-135M-Instruct + LoRA. The splicing aligners get the same
-  visual-token budget: the projections read the patch grid pooled to 2x2 (+CLS, 5 tokens), the
-  query aligners read every patch and emit 5 queries; ``cross_attn`` reads every patch through
+  visual-token budget: the projections read the patch grid pooled to 4x4 (+CLS, 17 tokens), the
+  query aligners read every patch and emit 17 queries; ``cross_attn`` reads every patch through
   gated blocks before every 6th decoder layer and adds no tokens.
 * ``gpu`` preset: CLIP ViT-L/14-336 + SmolLM2-1.7B-Instruct. It can also train the aligners on
   image → finding generation (covid_cxr_notes, ``tasks=["findings", "vqa"]``; BLEU / ROUGE-L /
@@ -53,9 +53,16 @@ def grid(
     encoder = CPU_ENCODER if preset == "cpu" else GPU_ENCODER
     budget = recipe.pool_grid**2 + 1 if recipe.pool_grid else 16
     shape = {"num_queries": budget, "num_layers": 2, "hidden_size": 128, "every": 6}
+    # the projections keep their defaults (MLP width = the encoder's), so experiment 2's
+    # mlp2x_gelu cell is experiment 1's cell for the same encoder and is reused, not retrained
     return {
         name: G.instruct_config(
-            encoder, {"name": name, **shape}, train_file, n_rows, recipe, seed=seed
+            encoder,
+            {"name": name} if KINDS[name] == "projection" else {"name": name, **shape},
+            train_file,
+            n_rows,
+            recipe,
+            seed=seed,
         )
         for name in ALIGNERS
     }
