@@ -82,3 +82,12 @@ def environment(extra: Sequence[str] = ()) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far: the cost figure of a run on a shared
+    machine, where wall time measures the other jobs as much as this one."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

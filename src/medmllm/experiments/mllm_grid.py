@@ -26,7 +26,6 @@ import json
 import math
 import os
 import random
-import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -546,11 +545,6 @@ def evaluate_generation(model_dir: Path, task_file: Path, limit: int | None, see
     return results["tasks"][task.name]
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def file_digest(*paths: Path | None) -> str:
     """Content hash of data files (None entries count as absent): part of a cell's identity."""
     import hashlib
@@ -582,7 +576,7 @@ def run_cell(
     (``cells/<name>/result.json``) or by another one (e.g. experiment 2's ``mlp2x_gelu`` cell is
     experiment 1's DINOv2 cell; kept under ``MEDMLLM_HOME/cache/experiment-cells/``) is reused.
     """
-    from medmllm.provenance import config_hash
+    from medmllm.provenance import config_hash, cpu_seconds
     from medmllm.train.mllm import MLLMTrainConfig, train_mllm
 
     cell = out_dir / "cells" / name
@@ -604,10 +598,10 @@ def run_cell(
                     _write_text(done, json.dumps(previous, indent=2, default=str))
                 log(f"{name}: reused {source} (same config, data and evaluation)")
                 return previous
-    started, cpu0 = time.perf_counter(), _cpu_seconds()
+    started, cpu0 = time.perf_counter(), cpu_seconds()
     log(f"{name}: training {cfg.max_steps} steps")
     summary = train_mllm(cfg, overwrite=True)
-    train_s, cpu1 = time.perf_counter() - started, _cpu_seconds()
+    train_s, cpu1 = time.perf_counter() - started, cpu_seconds()
     log(f"{name}: evaluating ({train_s:.0f} s)")
     evaluation = evaluate(Path(summary["model_dir"]))
     result = {
@@ -618,7 +612,7 @@ def run_cell(
         "losses": summary["losses"],
         "eval": {k: v for k, v in evaluation.items() if k != "_samples"},
         "seconds": {"train": train_s, "total": time.perf_counter() - started},
-        "cpu_seconds": {"train": cpu1 - cpu0, "total": _cpu_seconds() - cpu0},
+        "cpu_seconds": {"train": cpu1 - cpu0, "total": cpu_seconds() - cpu0},
         "load_avg": list(os.getloadavg()),
     }
     text = json.dumps(result, indent=2, default=str)

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
-from medmllm.provenance import environment
+from medmllm.provenance import cpu_seconds, environment
 from medmllm.train.core import LoraOptions
 
 Preset = Literal["cpu", "gpu"]
@@ -423,13 +423,6 @@ def plot(
     plt.close(fig)
 
 
-def _cpu_seconds() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run(preset: Preset, out_dir: Path, **options: Any) -> dict[str, Any]:
     """Train every stage, evaluate each on held-apart rows, write results.json/table.md/stages.png.
 
@@ -479,13 +472,13 @@ def run(preset: Preset, out_dir: Path, **options: Any) -> dict[str, Any]:
     budgets: dict[str, int] | None = None
     console = Console(stderr=True, highlight=False)
     started = time.perf_counter()
-    cpu_started = _cpu_seconds()
+    cpu_started = cpu_seconds()
     for i, stage in enumerate(settings.stages, 1):
         label = f"[{i}/{len(settings.stages)}] {stage}"
         console.print(f"{label}: training {' → '.join(PIPELINES[stage]) or 'nothing (base)'}")
-        t0, c0 = time.perf_counter(), _cpu_seconds()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         adapter, training[stage] = train_stage(stage, settings, out / "runs")
-        t1, c1 = time.perf_counter(), _cpu_seconds()
+        t1, c1 = time.perf_counter(), cpu_seconds()
         console.print(f"{label}: evaluating on the held-apart rows ({_elapsed(started)})")
         per_stage[stage], budgets = evaluate_stage(
             adapter,
@@ -495,7 +488,7 @@ def run(preset: Preset, out_dir: Path, **options: Any) -> dict[str, Any]:
             budgets,
             mts=settings.mts_stages is None or stage in settings.mts_stages,
         )
-        t2, c2 = time.perf_counter(), _cpu_seconds()
+        t2, c2 = time.perf_counter(), cpu_seconds()
         timing[stage] = {
             "train_s": round(t1 - t0, 1),
             "train_cpu_s": round(c1 - c0, 1),
@@ -522,7 +515,7 @@ def run(preset: Preset, out_dir: Path, **options: Any) -> dict[str, Any]:
         "timing": {
             **timing,
             "total_s": round(time.perf_counter() - started, 1),
-            "total_cpu_s": round(_cpu_seconds() - cpu_started, 1),
+            "total_cpu_s": round(cpu_seconds() - cpu_started, 1),
             "note": "this run's work only: stages reused from an earlier run cost ~0 here",
         },
         "heldout_rows": {k: str(v) for k, v in heldout.items()},
